@@ -1,0 +1,356 @@
+//! The database: one set of diesel queries for SQLite (embedded default) and PostgreSQL.
+//!
+//! [`Db`] holds pooled connections for either engine; [`with_conn!`] and [`with_write_tx!`]
+//! run the same query code on whichever arm is live (the macro expands the body once per
+//! backend, so each query is written once and type-checked against both).
+//!
+//! SQLite has one writer: writes go through a pool of size one and `BEGIN IMMEDIATE`, so
+//! they queue instead of failing with SQLITE_BUSY; reads use a separate pool (WAL lets them
+//! run beside the writer). PostgreSQL uses one pool and row locks.
+
+pub mod models;
+pub mod schema;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chrono::{NaiveDateTime, Timelike, Utc};
+use diesel::connection::SimpleConnection;
+use diesel::sqlite::SqliteConnection;
+use diesel::Connection;
+use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
+use diesel_async::pooled_connection::deadpool::{Object, Pool};
+use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig};
+use diesel_async::sync_connection_wrapper::SyncConnectionWrapper;
+use diesel_async::{AsyncPgConnection, SimpleAsyncConnection};
+use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+use futures_util::FutureExt;
+
+use crate::config::DatabaseUrl;
+
+pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations");
+
+pub type SqliteConn = SyncConnectionWrapper<SqliteConnection>;
+pub type PgConn = AsyncPgConnection;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("database query failed: {0}")]
+    Query(#[from] diesel::result::Error),
+    #[error("no database connection available: {0}")]
+    Pool(String),
+    #[error("could not open the database: {0}")]
+    Connect(String),
+    #[error("migrations failed: {0}")]
+    Migration(String),
+    #[error("stored data is invalid: {0}")]
+    Corrupt(String),
+}
+
+impl DbError {
+    pub fn is_unique_violation(&self) -> bool {
+        matches!(
+            self,
+            DbError::Query(diesel::result::Error::DatabaseError(
+                diesel::result::DatabaseErrorKind::UniqueViolation,
+                _
+            ))
+        )
+    }
+
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, DbError::Query(diesel::result::Error::NotFound))
+    }
+
+    /// Errors worth retrying: the database is unreachable, busy, or a transaction lost a race.
+    pub fn is_transient(&self) -> bool {
+        use diesel::result::{DatabaseErrorKind, Error};
+        match self {
+            DbError::Pool(_) | DbError::Connect(_) => true,
+            DbError::Query(Error::DatabaseError(kind, info)) => {
+                matches!(
+                    kind,
+                    DatabaseErrorKind::SerializationFailure
+                        | DatabaseErrorKind::ClosedConnection
+                        | DatabaseErrorKind::UnableToSendCommand
+                ) || {
+                    let m = info.message();
+                    m.contains("locked") || m.contains("busy") || m.contains("connection")
+                }
+            }
+            DbError::Query(Error::BrokenTransactionManager) => true,
+            _ => false,
+        }
+    }
+}
+
+/// Pooled connections to the configured engine. Cheap to clone.
+#[derive(Clone)]
+pub enum Db {
+    Sqlite {
+        writer: Pool<SqliteConn>,
+        readers: Pool<SqliteConn>,
+        path: PathBuf,
+    },
+    Postgres(Pool<PgConn>),
+}
+
+/// A connection checked out of a pool, for either engine.
+pub enum Conn {
+    Sqlite(Object<SqliteConn>),
+    Postgres(Object<PgConn>),
+}
+
+/// Runs `$body` with `$conn` bound to a `&mut` connection of whichever engine is live.
+/// `$db.$pool()` chooses the pool: `read()` or `write()`.
+#[macro_export]
+macro_rules! with_conn {
+    ($db:expr, $pool:ident, |$conn:ident| $body:expr) => {{
+        match $db.$pool().await? {
+            $crate::db::Conn::Sqlite(mut c) => {
+                let $conn: &mut $crate::db::SqliteConn = &mut *c;
+                $body
+            }
+            $crate::db::Conn::Postgres(mut c) => {
+                let $conn: &mut $crate::db::PgConn = &mut *c;
+                $body
+            }
+        }
+    }};
+    ($db:expr, |$conn:ident| $body:expr) => {
+        $crate::with_conn!($db, read, |$conn| $body)
+    };
+}
+
+/// Runs `$body` (an expression that may `.await` and use `?`, returning
+/// `Result<T, DbError>`) inside one write transaction: `BEGIN IMMEDIATE` on SQLite
+/// (the single writer), a normal transaction on PostgreSQL.
+///
+/// `with_write_tx!(db, durable, |conn| ...)` makes the SQLite commit durable against power
+/// loss too (`synchronous = FULL` for this commit; other commits use `NORMAL`, which a
+/// crash of facture itself never loses in WAL mode). The webhook acknowledgement uses it.
+#[macro_export]
+macro_rules! with_write_tx {
+    ($db:expr, durable, |$conn:ident| $body:expr) => {{
+        match $db.write().await? {
+            $crate::db::Conn::Sqlite(mut c) => {
+                use diesel_async::SimpleAsyncConnection as _;
+                c.batch_execute("PRAGMA synchronous = FULL").await?;
+                let result = c
+                    .immediate_transaction(async |$conn: &mut $crate::db::SqliteConn| $body)
+                    .await;
+                // Left at FULL if this fails: slower commits, never weaker ones.
+                let _ = c.batch_execute("PRAGMA synchronous = NORMAL").await;
+                result
+            }
+            $crate::db::Conn::Postgres(mut c) => {
+                use diesel_async::AsyncConnection as _;
+                let inner: &mut $crate::db::PgConn = &mut *c;
+                inner
+                    .transaction(async |$conn: &mut $crate::db::PgConn| $body)
+                    .await
+            }
+        }
+    }};
+    ($db:expr, |$conn:ident| $body:expr) => {{
+        match $db.write().await? {
+            $crate::db::Conn::Sqlite(mut c) => {
+                c.immediate_transaction(async |$conn: &mut $crate::db::SqliteConn| $body)
+                    .await
+            }
+            $crate::db::Conn::Postgres(mut c) => {
+                use diesel_async::AsyncConnection as _;
+                let inner: &mut $crate::db::PgConn = &mut *c;
+                inner
+                    .transaction(async |$conn: &mut $crate::db::PgConn| $body)
+                    .await
+            }
+        }
+    }};
+}
+
+impl Db {
+    pub async fn connect(
+        url: &DatabaseUrl,
+        pool_size: usize,
+        busy_ms: u64,
+    ) -> Result<Self, DbError> {
+        match url {
+            DatabaseUrl::Sqlite(path) => Self::connect_sqlite(path, pool_size, busy_ms),
+            DatabaseUrl::Postgres(url) => {
+                let manager = AsyncDieselConnectionManager::<PgConn>::new(url.as_str());
+                let pool = Pool::builder(manager)
+                    .max_size(pool_size)
+                    .wait_timeout(Some(Duration::from_secs(10)))
+                    .create_timeout(Some(Duration::from_secs(5)))
+                    .runtime(deadpool::Runtime::Tokio1)
+                    .build()
+                    .map_err(|e| DbError::Connect(e.to_string()))?;
+                Ok(Db::Postgres(pool))
+            }
+        }
+    }
+
+    fn connect_sqlite(path: &Path, pool_size: usize, busy_ms: u64) -> Result<Self, DbError> {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| DbError::Connect(format!("{}: {e}", parent.display())))?;
+        }
+        // Create the file and switch it to WAL once, before any pool opens it.
+        open_sqlite_sync(path, busy_ms)?;
+        let url = path.to_string_lossy().into_owned();
+        let build = |size: usize| {
+            let mut config = ManagerConfig::<SqliteConn>::default();
+            config.custom_setup = Box::new(move |url| {
+                let url = url.to_owned();
+                async move {
+                    let mut conn =
+                        <SqliteConn as diesel_async::AsyncConnection>::establish(&url).await?;
+                    conn.batch_execute(&sqlite_pragmas(busy_ms))
+                        .await
+                        .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
+                    Ok(conn)
+                }
+                .boxed()
+            });
+            let manager =
+                AsyncDieselConnectionManager::<SqliteConn>::new_with_config(url.clone(), config);
+            Pool::builder(manager)
+                .max_size(size)
+                .wait_timeout(Some(Duration::from_secs(30)))
+                .runtime(deadpool::Runtime::Tokio1)
+                .build()
+                .map_err(|e| DbError::Connect(e.to_string()))
+        };
+        Ok(Db::Sqlite {
+            writer: build(1)?,
+            readers: build(pool_size.max(1))?,
+            path: path.to_owned(),
+        })
+    }
+
+    pub fn is_sqlite(&self) -> bool {
+        matches!(self, Db::Sqlite { .. })
+    }
+
+    /// A connection for reads.
+    pub async fn read(&self) -> Result<Conn, DbError> {
+        match self {
+            Db::Sqlite { readers, .. } => readers.get().await.map(Conn::Sqlite),
+            Db::Postgres(pool) => pool.get().await.map(Conn::Postgres),
+        }
+        .map_err(|e| DbError::Pool(e.to_string()))
+    }
+
+    /// A connection for writes (SQLite's single writer).
+    pub async fn write(&self) -> Result<Conn, DbError> {
+        match self {
+            Db::Sqlite { writer, .. } => writer.get().await.map(Conn::Sqlite),
+            Db::Postgres(pool) => pool.get().await.map(Conn::Postgres),
+        }
+        .map_err(|e| DbError::Pool(e.to_string()))
+    }
+
+    /// True when the database answers a trivial query.
+    pub async fn ping(&self) -> bool {
+        let check = async {
+            with_conn!(self, |conn| conn.batch_execute("SELECT 1").await)?;
+            Ok::<(), DbError>(())
+        };
+        check.await.is_ok()
+    }
+
+    /// True when every embedded migration has been applied.
+    pub async fn migrations_applied(&self) -> Result<bool, DbError> {
+        use diesel::prelude::*;
+        use diesel_async::RunQueryDsl;
+        diesel::table! {
+            __diesel_schema_migrations (version) {
+                version -> Text,
+            }
+        }
+        let applied: Vec<String> = with_conn!(self, |conn| {
+            __diesel_schema_migrations::table
+                .select(__diesel_schema_migrations::version)
+                .load(conn)
+                .await
+        })
+        .unwrap_or_default();
+        let expected =
+            diesel::migration::MigrationSource::<diesel::sqlite::Sqlite>::migrations(&MIGRATIONS)
+                .map_err(|e| DbError::Migration(e.to_string()))?;
+        Ok(expected
+            .iter()
+            .all(|m| applied.contains(&m.name().version().to_string())))
+    }
+}
+
+fn sqlite_pragmas(busy_ms: u64) -> String {
+    format!(
+        "PRAGMA busy_timeout = {busy_ms}; PRAGMA foreign_keys = ON; \
+         PRAGMA synchronous = NORMAL; PRAGMA temp_store = MEMORY; PRAGMA cache_size = -16000;"
+    )
+}
+
+fn open_sqlite_sync(path: &Path, busy_ms: u64) -> Result<SqliteConnection, DbError> {
+    let mut conn = SqliteConnection::establish(&path.to_string_lossy())
+        .map_err(|e| DbError::Connect(format!("{}: {e}", path.display())))?;
+    conn.batch_execute(&format!(
+        "PRAGMA journal_mode = WAL; {}",
+        sqlite_pragmas(busy_ms)
+    ))
+    .map_err(DbError::Query)?;
+    Ok(conn)
+}
+
+/// Applies pending migrations synchronously. Must not run on an async executor thread
+/// (diesel's harness blocks; for PostgreSQL it drives its own runtime), so call it
+/// before the actix system starts or from `spawn_blocking`.
+pub fn run_migrations_blocking(url: &DatabaseUrl, busy_ms: u64) -> Result<usize, DbError> {
+    let to_err = |e: Box<dyn std::error::Error + Send + Sync>| DbError::Migration(e.to_string());
+    match url {
+        DatabaseUrl::Sqlite(path) => {
+            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                std::fs::create_dir_all(parent)
+                    .map_err(|e| DbError::Connect(format!("{}: {e}", parent.display())))?;
+            }
+            let mut conn = open_sqlite_sync(path, busy_ms)?;
+            conn.run_pending_migrations(MIGRATIONS)
+                .map(|v| v.len())
+                .map_err(to_err)
+        }
+        DatabaseUrl::Postgres(url) => {
+            let url = url.clone();
+            // The wrapper starts its own runtime; a fresh thread keeps it off any executor.
+            std::thread::spawn(move || {
+                let mut conn = AsyncConnectionWrapper::<PgConn>::establish(&url)
+                    .map_err(|e| DbError::Connect(e.to_string()))?;
+                conn.run_pending_migrations(MIGRATIONS)
+                    .map(|v| v.len())
+                    .map_err(to_err)
+            })
+            .join()
+            .map_err(|_| DbError::Migration("the migration thread panicked".into()))?
+        }
+    }
+}
+
+/// Async wrapper around [`run_migrations_blocking`].
+pub async fn run_migrations(url: &DatabaseUrl, busy_ms: u64) -> Result<usize, DbError> {
+    let url = url.clone();
+    tokio::task::spawn_blocking(move || run_migrations_blocking(&url, busy_ms))
+        .await
+        .map_err(|e| DbError::Migration(e.to_string()))?
+}
+
+/// The current UTC time at the precision both engines store (microseconds).
+pub fn now() -> NaiveDateTime {
+    let t = Utc::now().naive_utc();
+    t.with_nanosecond(t.nanosecond() / 1_000 * 1_000)
+        .unwrap_or(t)
+}
+
+/// A fresh id (UUID v4 as text).
+pub fn new_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}

@@ -1,0 +1,218 @@
+//! The webhook event log: the durable append behind every acknowledgement, and the
+//! claims (leases) that let any process — after a crash, or one of several sharing a
+//! PostgreSQL database — pick up events that are not finished.
+
+use chrono::{Duration, NaiveDateTime};
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
+
+use crate::db::models::WebhookEvent;
+use crate::db::schema::webhook_events;
+use crate::db::{new_id, now, Db, DbError};
+use crate::{with_conn, with_write_tx};
+
+/// Event status, as stored.
+pub mod status {
+    pub const RECEIVED: &str = "received";
+    pub const PROCESSED: &str = "processed";
+    pub const IGNORED: &str = "ignored";
+    pub const ORPHAN: &str = "orphan";
+    pub const FAILED: &str = "failed";
+    pub const ALL: [&str; 5] = [RECEIVED, PROCESSED, IGNORED, ORPHAN, FAILED];
+}
+
+/// A verified event about to be appended.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub stripe_event_id: String,
+    pub event_type: String,
+    pub payload: String,
+    pub session_id: Option<String>,
+}
+
+/// What the append did with one event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Appended {
+    /// Stored now, under this row id.
+    Inserted(String),
+    /// Already stored earlier (Stripe redelivered it).
+    Duplicate,
+}
+
+/// Appends a batch of events in ONE durable transaction (group commit): the cost of the
+/// commit is shared by every request waiting on it.
+pub async fn append_batch(db: &Db, events: &[NewEvent]) -> Result<Vec<Appended>, DbError> {
+    with_write_tx!(db, durable, |conn| {
+        let received_at = now();
+        let mut out = Vec::with_capacity(events.len());
+        for e in events {
+            let id = new_id();
+            let inserted = diesel::insert_into(webhook_events::table)
+                .values((
+                    webhook_events::id.eq(&id),
+                    webhook_events::stripe_event_id.eq(&e.stripe_event_id),
+                    webhook_events::event_type.eq(&e.event_type),
+                    webhook_events::payload.eq(&e.payload),
+                    webhook_events::received_at.eq(received_at),
+                    webhook_events::status.eq(status::RECEIVED),
+                    webhook_events::attempts.eq(0),
+                    webhook_events::session_id.eq(&e.session_id),
+                ))
+                .on_conflict(webhook_events::stripe_event_id)
+                .do_nothing()
+                .execute(conn)
+                .await?;
+            out.push(if inserted == 1 {
+                Appended::Inserted(id)
+            } else {
+                Appended::Duplicate
+            });
+        }
+        Ok(out)
+    })
+}
+
+/// Takes the event for `owner` until `lease` from now, if it is unfinished and nobody
+/// else holds a live claim. Returns the row when claimed.
+pub async fn claim(
+    db: &Db,
+    id: &str,
+    owner: &str,
+    lease: Duration,
+) -> Result<Option<WebhookEvent>, DbError> {
+    let t = now();
+    let claimed = with_conn!(db, write, |conn| {
+        diesel::update(
+            webhook_events::table
+                .filter(webhook_events::id.eq(id))
+                .filter(webhook_events::status.eq(status::RECEIVED))
+                .filter(
+                    webhook_events::lease_owner
+                        .is_null()
+                        .or(webhook_events::lease_owner.eq(owner))
+                        .or(webhook_events::lease_expires_at.lt(t)),
+                ),
+        )
+        .set((
+            webhook_events::lease_owner.eq(owner),
+            webhook_events::lease_expires_at.eq(t + lease),
+            webhook_events::attempts.eq(webhook_events::attempts + 1),
+        ))
+        .execute(conn)
+        .await
+    })?;
+    if claimed == 0 {
+        return Ok(None);
+    }
+    get(db, id).await
+}
+
+/// Records how an event ended and releases its claim.
+pub async fn finish(
+    db: &Db,
+    id: &str,
+    final_status: &str,
+    commande_id: Option<&str>,
+    error: Option<&str>,
+) -> Result<(), DbError> {
+    with_conn!(db, write, |conn| {
+        diesel::update(webhook_events::table.find(id))
+            .set((
+                webhook_events::status.eq(final_status),
+                webhook_events::commande_id.eq(commande_id),
+                webhook_events::last_error.eq(error),
+                webhook_events::processed_at.eq(Some(now())),
+                webhook_events::lease_owner.eq(None::<String>),
+                webhook_events::lease_expires_at.eq(None::<NaiveDateTime>),
+            ))
+            .execute(conn)
+            .await
+    })?;
+    Ok(())
+}
+
+/// Gives up a claim without finishing (a transient failure: the sweep retries later).
+pub async fn release(db: &Db, id: &str, error: &str) -> Result<(), DbError> {
+    with_conn!(db, write, |conn| {
+        diesel::update(webhook_events::table.find(id))
+            .set((
+                webhook_events::last_error.eq(Some(error)),
+                webhook_events::lease_owner.eq(None::<String>),
+                webhook_events::lease_expires_at.eq(None::<NaiveDateTime>),
+            ))
+            .execute(conn)
+            .await
+    })?;
+    Ok(())
+}
+
+/// Unfinished events nobody holds a live claim on, oldest first: (row id, session id).
+pub async fn unfinished(db: &Db, limit: i64) -> Result<Vec<(String, Option<String>)>, DbError> {
+    let t = now();
+    Ok(with_conn!(db, |conn| {
+        webhook_events::table
+            .filter(webhook_events::status.eq(status::RECEIVED))
+            .filter(
+                webhook_events::lease_owner
+                    .is_null()
+                    .or(webhook_events::lease_expires_at.lt(t)),
+            )
+            .order(webhook_events::received_at.asc())
+            .select((webhook_events::id, webhook_events::session_id))
+            .limit(limit)
+            .load(conn)
+            .await
+    })?)
+}
+
+/// Puts finished events back to `received` so they are processed again (`facture replay`).
+/// Processing is idempotent, so a replay never creates a second invoice.
+pub async fn requeue(
+    db: &Db,
+    stripe_event_id: Option<&str>,
+    failed_only: bool,
+) -> Result<usize, DbError> {
+    Ok(with_conn!(db, write, |conn| {
+        let mut q = diesel::update(webhook_events::table).into_boxed();
+        if let Some(evt) = stripe_event_id {
+            q = q.filter(webhook_events::stripe_event_id.eq(evt));
+        }
+        if failed_only {
+            q = q.filter(webhook_events::status.eq(status::FAILED));
+        }
+        q.set((
+            webhook_events::status.eq(status::RECEIVED),
+            webhook_events::lease_owner.eq(None::<String>),
+            webhook_events::lease_expires_at.eq(None::<NaiveDateTime>),
+        ))
+        .execute(conn)
+        .await
+    })?)
+}
+
+pub async fn get(db: &Db, id: &str) -> Result<Option<WebhookEvent>, DbError> {
+    Ok(with_conn!(db, |conn| {
+        webhook_events::table
+            .find(id)
+            .select(WebhookEvent::as_select())
+            .first(conn)
+            .await
+            .optional()
+    })?)
+}
+
+pub async fn count_by_status(db: &Db, wanted: &str) -> Result<i64, DbError> {
+    Ok(with_conn!(db, |conn| {
+        webhook_events::table
+            .filter(webhook_events::status.eq(wanted))
+            .count()
+            .get_result(conn)
+            .await
+    })?)
+}
+
+pub async fn count_all(db: &Db) -> Result<i64, DbError> {
+    Ok(with_conn!(db, |conn| {
+        webhook_events::table.count().get_result(conn).await
+    })?)
+}

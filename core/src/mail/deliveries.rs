@@ -1,0 +1,294 @@
+//! The delivery log: one `email_deliveries` row per message (kind, recipient, subject,
+//! invoice, order, status, attempts, last error, sent time), and the queries the admin
+//! API lists them with.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
+use serde::{Deserialize, Serialize};
+
+use crate::db::models::EmailDelivery;
+use crate::db::schema::email_deliveries as ed;
+use crate::db::{new_id, now, Db, DbError};
+use crate::{with_conn, with_write_tx};
+
+/// A delivery's state, stored lowercase.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeliveryStatus {
+    /// Created, being sent (or interrupted while sending: re-sending it is safe).
+    Queued,
+    Sent,
+    /// Permanently refused, or every attempt failed; `last_error` says why.
+    Failed,
+}
+
+impl DeliveryStatus {
+    pub const ALL: [DeliveryStatus; 3] = [Self::Queued, Self::Sent, Self::Failed];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Sent => "sent",
+            Self::Failed => "failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|v| v.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for DeliveryStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The largest page [`Deliveries::list`] returns.
+pub const MAX_PAGE_SIZE: u32 = 200;
+
+/// Queries on `email_deliveries`. Cheap to clone.
+#[derive(Clone)]
+pub struct Deliveries {
+    db: Db,
+}
+
+/// The fields of a delivery about to be sent.
+#[derive(Debug, Clone)]
+pub(crate) struct NewDelivery<'a> {
+    pub kind: &'a str,
+    pub recipient: &'a str,
+    pub subject: &'a str,
+    pub invoice_id: Option<&'a str>,
+    pub commande_id: Option<&'a str>,
+    pub dedupe_key: Option<&'a str>,
+}
+
+/// The row to send with, or the proof it was already sent.
+#[derive(Debug, Clone)]
+pub(crate) enum Opened {
+    Ready(EmailDelivery),
+    AlreadySent(EmailDelivery),
+}
+
+impl Deliveries {
+    pub fn new(db: Db) -> Self {
+        Deliveries { db }
+    }
+
+    pub async fn get(&self, id: &str) -> Result<Option<EmailDelivery>, DbError> {
+        with_conn!(self.db, |conn| {
+            ed::table
+                .find(id)
+                .select(EmailDelivery::as_select())
+                .first(conn)
+                .await
+                .optional()
+        })
+        .map_err(DbError::from)
+    }
+
+    pub async fn find_by_dedupe_key(&self, key: &str) -> Result<Option<EmailDelivery>, DbError> {
+        with_conn!(self.db, |conn| {
+            ed::table
+                .filter(ed::dedupe_key.eq(key))
+                .select(EmailDelivery::as_select())
+                .first(conn)
+                .await
+                .optional()
+        })
+        .map_err(DbError::from)
+    }
+
+    /// A page of deliveries, newest first, optionally with one status, and the number of
+    /// rows matching. `page` starts at 1 (0 counts as 1); `limit` is clamped to
+    /// 1..=[`MAX_PAGE_SIZE`].
+    pub async fn list(
+        &self,
+        status: Option<DeliveryStatus>,
+        page: u32,
+        limit: u32,
+    ) -> Result<(Vec<EmailDelivery>, i64), DbError> {
+        let statuses: Vec<&'static str> = match status {
+            Some(s) => vec![s.as_str()],
+            None => DeliveryStatus::ALL.iter().map(|s| s.as_str()).collect(),
+        };
+        let limit = limit.clamp(1, MAX_PAGE_SIZE);
+        let offset = i64::from(page.max(1) - 1) * i64::from(limit);
+        let statuses = &statuses;
+        let rows = with_conn!(self.db, |conn| {
+            ed::table
+                .filter(ed::status.eq_any(statuses))
+                .order((ed::created_at.desc(), ed::id.desc()))
+                .limit(i64::from(limit))
+                .offset(offset)
+                .select(EmailDelivery::as_select())
+                .load(conn)
+                .await
+        })?;
+        let total: i64 = with_conn!(self.db, |conn| {
+            ed::table
+                .filter(ed::status.eq_any(statuses))
+                .count()
+                .get_result(conn)
+                .await
+        })?;
+        Ok((rows, total))
+    }
+
+    /// Every delivery of an order, oldest first.
+    pub async fn list_for_commande(
+        &self,
+        commande_id: &str,
+    ) -> Result<Vec<EmailDelivery>, DbError> {
+        with_conn!(self.db, |conn| {
+            ed::table
+                .filter(ed::commande_id.eq(commande_id))
+                .order((ed::created_at.asc(), ed::id.asc()))
+                .select(EmailDelivery::as_select())
+                .load(conn)
+                .await
+        })
+        .map_err(DbError::from)
+    }
+
+    /// Creates the row for a new message (status `queued`). With a dedupe key whose row
+    /// exists: returns it as already sent if it is `sent`; otherwise takes it over
+    /// (describes the new message, back to `queued`, attempts kept).
+    pub(crate) async fn open(&self, new: NewDelivery<'_>) -> Result<Opened, DbError> {
+        let at = now();
+        let row = EmailDelivery {
+            id: new_id(),
+            kind: new.kind.to_owned(),
+            recipient: new.recipient.to_owned(),
+            subject: new.subject.to_owned(),
+            invoice_id: new.invoice_id.map(str::to_owned),
+            commande_id: new.commande_id.map(str::to_owned),
+            status: DeliveryStatus::Queued.as_str().to_owned(),
+            attempts: 0,
+            last_error: None,
+            dedupe_key: new.dedupe_key.map(str::to_owned),
+            sent_at: None,
+            created_at: at,
+            updated_at: at,
+        };
+        let Some(key) = new.dedupe_key else {
+            with_conn!(self.db, write, |conn| {
+                diesel::insert_into(ed::table)
+                    .values(&row)
+                    .execute(conn)
+                    .await
+            })?;
+            return Ok(Opened::Ready(row));
+        };
+        let row = &row;
+        with_write_tx!(self.db, |conn| {
+            let inserted = diesel::insert_into(ed::table)
+                .values(row)
+                .on_conflict(ed::dedupe_key)
+                .do_nothing()
+                .execute(conn)
+                .await?;
+            if inserted == 1 {
+                return Ok(Opened::Ready(row.clone()));
+            }
+            let existing: EmailDelivery = ed::table
+                .filter(ed::dedupe_key.eq(key))
+                .select(EmailDelivery::as_select())
+                .first(conn)
+                .await?;
+            if existing.status == DeliveryStatus::Sent.as_str() {
+                return Ok(Opened::AlreadySent(existing));
+            }
+            diesel::update(ed::table.find(&existing.id))
+                .set((
+                    ed::kind.eq(&row.kind),
+                    ed::recipient.eq(&row.recipient),
+                    ed::subject.eq(&row.subject),
+                    ed::invoice_id.eq(&row.invoice_id),
+                    ed::commande_id.eq(&row.commande_id),
+                    ed::status.eq(DeliveryStatus::Queued.as_str()),
+                    ed::updated_at.eq(at),
+                ))
+                .execute(conn)
+                .await?;
+            Ok(Opened::Ready(EmailDelivery {
+                kind: row.kind.clone(),
+                recipient: row.recipient.clone(),
+                subject: row.subject.clone(),
+                invoice_id: row.invoice_id.clone(),
+                commande_id: row.commande_id.clone(),
+                status: DeliveryStatus::Queued.as_str().to_owned(),
+                updated_at: at,
+                ..existing
+            }))
+        })
+    }
+
+    /// Puts an unsent delivery back to `queued` with a fresh subject, for a retry;
+    /// returns it as already sent if it is `sent`.
+    pub(crate) async fn reopen(&self, id: &str, subject: &str) -> Result<Option<Opened>, DbError> {
+        let at = now();
+        with_write_tx!(self.db, |conn| {
+            let Some(existing) = ed::table
+                .find(id)
+                .select(EmailDelivery::as_select())
+                .first(conn)
+                .await
+                .optional()?
+            else {
+                return Ok(None);
+            };
+            if existing.status == DeliveryStatus::Sent.as_str() {
+                return Ok(Some(Opened::AlreadySent(existing)));
+            }
+            diesel::update(ed::table.find(id))
+                .set((
+                    ed::subject.eq(subject),
+                    ed::status.eq(DeliveryStatus::Queued.as_str()),
+                    ed::updated_at.eq(at),
+                ))
+                .execute(conn)
+                .await?;
+            Ok(Some(Opened::Ready(EmailDelivery {
+                subject: subject.to_owned(),
+                status: DeliveryStatus::Queued.as_str().to_owned(),
+                updated_at: at,
+                ..existing
+            })))
+        })
+    }
+
+    /// Records the end of a send: final status, `attempts` more attempts, the last error
+    /// (cleared on success), `sent_at` when sent. Returns the row as stored.
+    pub(crate) async fn finish(
+        &self,
+        id: &str,
+        status: DeliveryStatus,
+        attempts: u32,
+        last_error: Option<&str>,
+    ) -> Result<EmailDelivery, DbError> {
+        let at = now();
+        let sent_at: Option<NaiveDateTime> = (status == DeliveryStatus::Sent).then_some(at);
+        let added = i32::try_from(attempts).unwrap_or(i32::MAX);
+        with_write_tx!(self.db, |conn| {
+            diesel::update(ed::table.find(id))
+                .set((
+                    ed::status.eq(status.as_str()),
+                    ed::attempts.eq(ed::attempts + added),
+                    ed::last_error.eq(last_error),
+                    ed::sent_at.eq(sent_at),
+                    ed::updated_at.eq(at),
+                ))
+                .execute(conn)
+                .await?;
+            let row: EmailDelivery = ed::table
+                .find(id)
+                .select(EmailDelivery::as_select())
+                .first(conn)
+                .await?;
+            Ok(row)
+        })
+    }
+}

@@ -1,0 +1,687 @@
+//! Orders: customers, commandes, the guest checkout, and what a Stripe event does to them.
+//!
+//! [`apply_event`] is the one place where a payment changes an order. It runs in one write
+//! transaction and is idempotent and monotonic: a second `completed` changes nothing, a late
+//! failure never un-pays an order. After it, a paid order carries a `pipeline` step name
+//! that the engine drives to `done` (see [`step`]).
+
+use chrono::{Duration, NaiveDateTime};
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
+
+use crate::db::models::{Commande, PendingCommande, User};
+use crate::db::schema::{commandes, files, order_steps, pending_commandes, users};
+use crate::db::{new_id, now, Db, DbError};
+use crate::stripe::{EventKind, StripeEvent};
+use crate::{with_conn, with_write_tx};
+
+/// The invoice pipeline of a paid order, in order. Each step is recorded before the next.
+pub mod step {
+    pub const ACTIVATION: &str = "activation";
+    pub const INVOICE: &str = "invoice";
+    pub const RENDER: &str = "render";
+    pub const MAIL: &str = "mail";
+    pub const NOTIFY: &str = "notify";
+    pub const DONE: &str = "done";
+
+    pub const ORDER: [&str; 6] = [ACTIVATION, INVOICE, RENDER, MAIL, NOTIFY, DONE];
+
+    /// The step after `current`.
+    pub fn next(current: &str) -> &'static str {
+        let i = ORDER
+            .iter()
+            .position(|s| *s == current)
+            .unwrap_or(ORDER.len() - 1);
+        ORDER[(i + 1).min(ORDER.len() - 1)]
+    }
+}
+
+pub mod statut {
+    pub const EN_ATTENTE: &str = "EN_ATTENTE";
+    pub const PAYEE: &str = "PAYEE";
+    pub const EN_COURS: &str = "EN_COURS";
+}
+
+pub mod payment {
+    pub const PENDING: &str = "pending";
+    pub const PAID: &str = "paid";
+    pub const FAILED: &str = "failed";
+    pub const EXPIRED: &str = "expired";
+}
+
+/// What applying an event did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Effect {
+    /// The order is paid (now or already); its pipeline needs driving.
+    Paid { commande_id: String, new_user: bool },
+    /// A payment failed on an unpaid order.
+    PaymentFailed { commande_id: String },
+    /// Nothing to do for this event (already handled, unhandled type, filtered source...).
+    Ignored(String),
+    /// The event names a session or payment no order knows.
+    Orphan(String),
+}
+
+impl Effect {
+    /// The webhook_events status this effect leaves.
+    pub fn event_status(&self) -> &'static str {
+        use crate::events::status;
+        match self {
+            Effect::Paid { .. } | Effect::PaymentFailed { .. } => status::PROCESSED,
+            Effect::Ignored(_) => status::IGNORED,
+            Effect::Orphan(_) => status::ORPHAN,
+        }
+    }
+
+    pub fn commande_id(&self) -> Option<&str> {
+        match self {
+            Effect::Paid { commande_id, .. } | Effect::PaymentFailed { commande_id } => {
+                Some(commande_id)
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Applies a decoded Stripe event to the orders, in one transaction.
+pub async fn apply_event(
+    db: &Db,
+    event: &StripeEvent,
+    allowed_sources: &[String],
+) -> Result<Effect, DbError> {
+    if !allowed_sources.is_empty() {
+        let source = event.metadata("source").unwrap_or("");
+        if !allowed_sources.iter().any(|s| s == source) {
+            return Ok(Effect::Ignored(format!("source `{source}` is not allowed")));
+        }
+    }
+    match event.kind {
+        EventKind::CheckoutCompleted if !event.is_paid() => Ok(Effect::Ignored(
+            "session completed but not paid yet (async payment)".into(),
+        )),
+        EventKind::CheckoutCompleted | EventKind::AsyncPaymentSucceeded => {
+            let Some(session) = event.session_id() else {
+                return Ok(Effect::Ignored("no checkout session in the event".into()));
+            };
+            mark_paid(db, session, event.payment_intent_id()).await
+        }
+        EventKind::AsyncPaymentFailed | EventKind::PaymentIntentFailed => {
+            mark_failed(db, event.session_id(), event.payment_intent_id()).await
+        }
+        EventKind::CheckoutExpired => match event.session_id() {
+            Some(session) => mark_expired(db, session).await,
+            None => Ok(Effect::Ignored("no checkout session in the event".into())),
+        },
+        EventKind::Other => Ok(Effect::Ignored(format!(
+            "event type {} is not handled",
+            event.event_type
+        ))),
+    }
+}
+
+async fn mark_paid(db: &Db, session: &str, intent: Option<&str>) -> Result<Effect, DbError> {
+    with_write_tx!(db, |conn| {
+        let t = now();
+        let existing: Option<Commande> = commandes::table
+            .filter(commandes::stripe_session_id.eq(session))
+            .select(Commande::as_select())
+            .first(conn)
+            .await
+            .optional()?;
+        if let Some(c) = existing {
+            if c.payment_status != payment::PAID {
+                diesel::update(commandes::table.find(&c.id))
+                    .set((
+                        commandes::payment_status.eq(payment::PAID),
+                        commandes::statut.eq(statut::EN_COURS),
+                        commandes::paid_at.eq(Some(t)),
+                        commandes::stripe_payment_intent.eq(intent),
+                        commandes::pipeline.eq(Some(step::INVOICE)),
+                        commandes::updated_at.eq(t),
+                    ))
+                    .execute(conn)
+                    .await?;
+            }
+            return Ok(Effect::Paid {
+                commande_id: c.id,
+                new_user: false,
+            });
+        }
+        let pending: Option<PendingCommande> = pending_commandes::table
+            .filter(pending_commandes::stripe_session_id.eq(session))
+            .select(PendingCommande::as_select())
+            .first(conn)
+            .await
+            .optional()?;
+        let Some(p) = pending else {
+            return Ok(Effect::Orphan(format!("no order has session {session}")));
+        };
+        let user: Option<User> = users::table
+            .filter(users::email.eq(&p.email))
+            .select(User::as_select())
+            .first(conn)
+            .await
+            .optional()?;
+        let new_user = user.is_none();
+        let user_id = match user {
+            Some(u) => u.id,
+            None => {
+                let u = User {
+                    id: new_id(),
+                    prenom: p.prenom.clone(),
+                    nom: p.nom.clone(),
+                    email: p.email.clone(),
+                    password_hash: None,
+                    role: "USER".into(),
+                    is_active: false,
+                    adresse: p.adresse.clone(),
+                    telephone: p.telephone.clone(),
+                    created_at: t,
+                    updated_at: t,
+                };
+                diesel::insert_into(users::table)
+                    .values(&u)
+                    .execute(conn)
+                    .await?;
+                u.id
+            }
+        };
+        let commande = Commande {
+            id: new_id(),
+            user_id: user_id.clone(),
+            titre: p.titre.clone(),
+            description: p.description.clone(),
+            statut: statut::PAYEE.into(),
+            payment_status: payment::PAID.into(),
+            stripe_session_id: Some(session.to_owned()),
+            stripe_payment_intent: intent.map(str::to_owned),
+            amount_cents: p.amount_cents,
+            currency: "eur".into(),
+            is_guest: true,
+            paid_at: Some(t),
+            pipeline: Some(
+                if new_user {
+                    step::ACTIVATION
+                } else {
+                    step::INVOICE
+                }
+                .into(),
+            ),
+            pipeline_attempts: 0,
+            pipeline_error: None,
+            next_attempt_at: None,
+            lease_owner: None,
+            lease_expires_at: None,
+            created_at: t,
+            updated_at: t,
+        };
+        diesel::insert_into(commandes::table)
+            .values(&commande)
+            .execute(conn)
+            .await?;
+        diesel::update(pending_commandes::table.find(&p.id))
+            .set((
+                pending_commandes::is_processed.eq(true),
+                pending_commandes::status.eq("processed"),
+                pending_commandes::user_id.eq(Some(&user_id)),
+                pending_commandes::commande_id.eq(Some(&commande.id)),
+                pending_commandes::updated_at.eq(t),
+            ))
+            .execute(conn)
+            .await?;
+        diesel::update(files::table.filter(files::pending_commande_id.eq(&p.id)))
+            .set(files::commande_id.eq(Some(&commande.id)))
+            .execute(conn)
+            .await?;
+        Ok(Effect::Paid {
+            commande_id: commande.id,
+            new_user,
+        })
+    })
+}
+
+async fn mark_failed(
+    db: &Db,
+    session: Option<&str>,
+    intent: Option<&str>,
+) -> Result<Effect, DbError> {
+    with_write_tx!(db, |conn| {
+        let mut q = commandes::table.into_boxed();
+        q = match (session, intent) {
+            (Some(s), Some(i)) => q.filter(
+                commandes::stripe_session_id
+                    .eq(s)
+                    .or(commandes::stripe_payment_intent.eq(i)),
+            ),
+            (Some(s), None) => q.filter(commandes::stripe_session_id.eq(s)),
+            (None, Some(i)) => q.filter(commandes::stripe_payment_intent.eq(i)),
+            (None, None) => return Ok(Effect::Orphan("no session or payment intent".into())),
+        };
+        let found: Option<Commande> = q
+            .select(Commande::as_select())
+            .first(conn)
+            .await
+            .optional()?;
+        let Some(c) = found else {
+            return Ok(Effect::Orphan("no order matches the failed payment".into()));
+        };
+        if c.payment_status == payment::PAID {
+            return Ok(Effect::Ignored(
+                "order already paid: a late failure never un-pays it".into(),
+            ));
+        }
+        diesel::update(commandes::table.find(&c.id))
+            .set((
+                commandes::payment_status.eq(payment::FAILED),
+                commandes::updated_at.eq(now()),
+            ))
+            .execute(conn)
+            .await?;
+        Ok(Effect::PaymentFailed { commande_id: c.id })
+    })
+}
+
+async fn mark_expired(db: &Db, session: &str) -> Result<Effect, DbError> {
+    with_write_tx!(db, |conn| {
+        let t = now();
+        let pending = diesel::update(
+            pending_commandes::table
+                .filter(pending_commandes::stripe_session_id.eq(session))
+                .filter(pending_commandes::is_processed.eq(false)),
+        )
+        .set((
+            pending_commandes::status.eq("expired"),
+            pending_commandes::updated_at.eq(t),
+        ))
+        .execute(conn)
+        .await?;
+        let unpaid = diesel::update(
+            commandes::table
+                .filter(commandes::stripe_session_id.eq(session))
+                .filter(commandes::payment_status.ne(payment::PAID)),
+        )
+        .set((
+            commandes::payment_status.eq(payment::EXPIRED),
+            commandes::updated_at.eq(t),
+        ))
+        .execute(conn)
+        .await?;
+        Ok(if pending + unpaid > 0 {
+            Effect::Ignored("unpaid order marked expired".into())
+        } else {
+            Effect::Ignored("session expired after payment or unknown: nothing to do".into())
+        })
+    })
+}
+
+/// Upserts the order_steps row of one step (inside a transaction, on either engine).
+macro_rules! record_step {
+    ($conn:ident, $commande:expr, $step:expr, $status:expr, $error:expr, $t:expr) => {
+        diesel::insert_into(order_steps::table)
+            .values((
+                order_steps::id.eq(new_id()),
+                order_steps::commande_id.eq($commande),
+                order_steps::step.eq($step),
+                order_steps::status.eq($status),
+                order_steps::attempts.eq(1),
+                order_steps::last_error.eq($error),
+                order_steps::started_at.eq($t),
+                order_steps::finished_at.eq(Some($t)),
+            ))
+            .on_conflict((order_steps::commande_id, order_steps::step))
+            .do_update()
+            .set((
+                order_steps::status.eq($status),
+                order_steps::attempts.eq(order_steps::attempts + 1),
+                order_steps::last_error.eq($error),
+                order_steps::finished_at.eq(Some($t)),
+            ))
+            .execute($conn)
+            .await?
+    };
+}
+
+/// Claims the order's pipeline for `owner` until the lease ends. `None` when another
+/// process holds it, or when there is nothing to drive.
+pub async fn claim_pipeline(
+    db: &Db,
+    commande_id: &str,
+    owner: &str,
+    lease: Duration,
+) -> Result<Option<Commande>, DbError> {
+    let t = now();
+    let claimed = with_conn!(db, write, |conn| {
+        diesel::update(
+            commandes::table
+                .filter(commandes::id.eq(commande_id))
+                .filter(commandes::pipeline.is_not_null())
+                .filter(commandes::pipeline.ne(step::DONE))
+                .filter(
+                    commandes::lease_owner
+                        .is_null()
+                        .or(commandes::lease_owner.eq(owner))
+                        .or(commandes::lease_expires_at.lt(t)),
+                ),
+        )
+        .set((
+            commandes::lease_owner.eq(Some(owner)),
+            commandes::lease_expires_at.eq(Some(t + lease)),
+        ))
+        .execute(conn)
+        .await
+    })?;
+    if claimed == 0 {
+        return Ok(None);
+    }
+    find(db, commande_id).await
+}
+
+/// Records that `current` finished and moves the pipeline to the next step, only if the
+/// order is still at `current` (a re-driven step never moves it twice).
+pub async fn advance(db: &Db, commande_id: &str, current: &str) -> Result<&'static str, DbError> {
+    let next = step::next(current);
+    let t = now();
+    with_write_tx!(db, |conn| {
+        diesel::update(
+            commandes::table
+                .filter(commandes::id.eq(commande_id))
+                .filter(commandes::pipeline.eq(current)),
+        )
+        .set((
+            commandes::pipeline.eq(Some(next)),
+            commandes::pipeline_attempts.eq(0),
+            commandes::pipeline_error.eq(None::<String>),
+            commandes::updated_at.eq(t),
+        ))
+        .execute(conn)
+        .await?;
+        record_step!(conn, commande_id, current, "done", None::<&str>, t);
+        Ok(next)
+    })
+}
+
+/// Records a step that gave up after its retries: the order stays at that step with its
+/// error (a dead letter, visible to admins) until replayed.
+pub async fn fail_step(
+    db: &Db,
+    commande_id: &str,
+    current: &str,
+    attempts: u32,
+    error: &str,
+) -> Result<(), DbError> {
+    let t = now();
+    with_write_tx!(db, |conn| {
+        diesel::update(commandes::table.find(commande_id))
+            .set((
+                commandes::pipeline_attempts.eq(i32::try_from(attempts).unwrap_or(i32::MAX)),
+                commandes::pipeline_error.eq(Some(error)),
+                commandes::lease_owner.eq(None::<String>),
+                commandes::lease_expires_at.eq(None::<NaiveDateTime>),
+                commandes::updated_at.eq(t),
+            ))
+            .execute(conn)
+            .await?;
+        record_step!(conn, commande_id, current, "failed", Some(error), t);
+        Ok(())
+    })
+}
+
+/// Releases the claim (the pipeline finished, or the process is stopping).
+pub async fn release_pipeline(db: &Db, commande_id: &str) -> Result<(), DbError> {
+    with_conn!(db, write, |conn| {
+        diesel::update(commandes::table.find(commande_id))
+            .set((
+                commandes::lease_owner.eq(None::<String>),
+                commandes::lease_expires_at.eq(None::<NaiveDateTime>),
+            ))
+            .execute(conn)
+            .await
+    })?;
+    Ok(())
+}
+
+/// Orders whose pipeline is unfinished, not dead-lettered, and not claimed by anyone alive:
+/// (commande id, session id).
+pub async fn unfinished_pipelines(
+    db: &Db,
+    limit: i64,
+) -> Result<Vec<(String, Option<String>)>, DbError> {
+    let t = now();
+    Ok(with_conn!(db, |conn| {
+        commandes::table
+            .filter(commandes::pipeline.is_not_null())
+            .filter(commandes::pipeline.ne(step::DONE))
+            .filter(commandes::pipeline_error.is_null())
+            .filter(
+                commandes::lease_owner
+                    .is_null()
+                    .or(commandes::lease_expires_at.lt(t)),
+            )
+            .order(commandes::updated_at.asc())
+            .select((commandes::id, commandes::stripe_session_id))
+            .limit(limit)
+            .load(conn)
+            .await
+    })?)
+}
+
+/// Clears dead-lettered steps so the sweep drives them again (`facture replay --failed`).
+pub async fn requeue_failed_pipelines(db: &Db) -> Result<usize, DbError> {
+    Ok(with_conn!(db, write, |conn| {
+        diesel::update(commandes::table.filter(commandes::pipeline_error.is_not_null()))
+            .set((
+                commandes::pipeline_error.eq(None::<String>),
+                commandes::pipeline_attempts.eq(0),
+            ))
+            .execute(conn)
+            .await
+    })?)
+}
+
+pub async fn count_unfinished_pipelines(db: &Db) -> Result<i64, DbError> {
+    Ok(with_conn!(db, |conn| {
+        commandes::table
+            .filter(commandes::pipeline.is_not_null())
+            .filter(commandes::pipeline.ne(step::DONE))
+            .count()
+            .get_result(conn)
+            .await
+    })?)
+}
+
+pub async fn find(db: &Db, id: &str) -> Result<Option<Commande>, DbError> {
+    Ok(with_conn!(db, |conn| {
+        commandes::table
+            .find(id)
+            .select(Commande::as_select())
+            .first(conn)
+            .await
+            .optional()
+    })?)
+}
+
+pub async fn find_by_session(db: &Db, session: &str) -> Result<Option<Commande>, DbError> {
+    Ok(with_conn!(db, |conn| {
+        commandes::table
+            .filter(commandes::stripe_session_id.eq(session))
+            .select(Commande::as_select())
+            .first(conn)
+            .await
+            .optional()
+    })?)
+}
+
+pub async fn find_user(db: &Db, id: &str) -> Result<Option<User>, DbError> {
+    Ok(with_conn!(db, |conn| {
+        users::table
+            .find(id)
+            .select(User::as_select())
+            .first(conn)
+            .await
+            .optional()
+    })?)
+}
+
+pub async fn find_user_by_email(db: &Db, email: &str) -> Result<Option<User>, DbError> {
+    Ok(with_conn!(db, |conn| {
+        users::table
+            .filter(users::email.eq(email))
+            .select(User::as_select())
+            .first(conn)
+            .await
+            .optional()
+    })?)
+}
+
+/// A customer order waiting for payment, as checkout (or `facture orders create`) makes it.
+#[derive(Debug, Clone)]
+pub struct NewOrder {
+    pub email: String,
+    pub prenom: String,
+    pub nom: String,
+    pub titre: String,
+    pub description: String,
+    pub amount_cents: i64,
+    pub session_id: String,
+}
+
+/// Creates the order (and its customer when the email is new), unpaid.
+pub async fn create_order(db: &Db, new: &NewOrder) -> Result<Commande, DbError> {
+    with_write_tx!(db, |conn| {
+        let t = now();
+        let user: Option<User> = users::table
+            .filter(users::email.eq(&new.email))
+            .select(User::as_select())
+            .first(conn)
+            .await
+            .optional()?;
+        let user_id = match user {
+            Some(u) => u.id,
+            None => {
+                let u = User {
+                    id: new_id(),
+                    prenom: new.prenom.clone(),
+                    nom: new.nom.clone(),
+                    email: new.email.clone(),
+                    password_hash: None,
+                    role: "USER".into(),
+                    is_active: true,
+                    adresse: None,
+                    telephone: None,
+                    created_at: t,
+                    updated_at: t,
+                };
+                diesel::insert_into(users::table)
+                    .values(&u)
+                    .execute(conn)
+                    .await?;
+                u.id
+            }
+        };
+        let c = Commande {
+            id: new_id(),
+            user_id,
+            titre: new.titre.clone(),
+            description: new.description.clone(),
+            statut: statut::EN_ATTENTE.into(),
+            payment_status: payment::PENDING.into(),
+            stripe_session_id: Some(new.session_id.clone()),
+            stripe_payment_intent: None,
+            amount_cents: new.amount_cents,
+            currency: "eur".into(),
+            is_guest: false,
+            paid_at: None,
+            pipeline: None,
+            pipeline_attempts: 0,
+            pipeline_error: None,
+            next_attempt_at: None,
+            lease_owner: None,
+            lease_expires_at: None,
+            created_at: t,
+            updated_at: t,
+        };
+        diesel::insert_into(commandes::table)
+            .values(&c)
+            .execute(conn)
+            .await?;
+        Ok(c)
+    })
+}
+
+/// A guest checkout waiting for payment.
+#[derive(Debug, Clone)]
+pub struct NewPendingOrder {
+    pub prenom: String,
+    pub nom: String,
+    pub email: String,
+    pub telephone: Option<String>,
+    pub adresse: Option<String>,
+    pub titre: String,
+    pub description: String,
+    pub amount_cents: i64,
+    pub nombre_pages: Option<i32>,
+    pub session_id: String,
+}
+
+pub async fn create_pending_order(
+    db: &Db,
+    new: &NewPendingOrder,
+) -> Result<PendingCommande, DbError> {
+    let t = now();
+    let p = PendingCommande {
+        id: new_id(),
+        prenom: new.prenom.clone(),
+        nom: new.nom.clone(),
+        email: new.email.clone(),
+        telephone: new.telephone.clone(),
+        adresse: new.adresse.clone(),
+        titre: new.titre.clone(),
+        description: new.description.clone(),
+        amount_cents: new.amount_cents,
+        nombre_pages: new.nombre_pages,
+        stripe_session_id: Some(new.session_id.clone()),
+        activation_token: None,
+        token_expires_at: None,
+        status: "open".into(),
+        is_processed: false,
+        user_id: None,
+        commande_id: None,
+        created_at: t,
+        updated_at: t,
+    };
+    with_conn!(db, write, |conn| {
+        diesel::insert_into(pending_commandes::table)
+            .values(&p)
+            .execute(conn)
+            .await
+    })?;
+    Ok(p)
+}
+
+/// Stores a fresh activation token (its SHA-256; the token itself only goes in the mail)
+/// on the guest order that created `commande_id`. Returns the pending order.
+pub async fn set_activation_token(
+    db: &Db,
+    commande_id: &str,
+    token_sha256: &str,
+    expires_at: NaiveDateTime,
+) -> Result<Option<PendingCommande>, DbError> {
+    with_write_tx!(db, |conn| {
+        diesel::update(
+            pending_commandes::table.filter(pending_commandes::commande_id.eq(commande_id)),
+        )
+        .set((
+            pending_commandes::activation_token.eq(Some(token_sha256)),
+            pending_commandes::token_expires_at.eq(Some(expires_at)),
+            pending_commandes::updated_at.eq(now()),
+        ))
+        .execute(conn)
+        .await?;
+        Ok(pending_commandes::table
+            .filter(pending_commandes::commande_id.eq(commande_id))
+            .select(PendingCommande::as_select())
+            .first(conn)
+            .await
+            .optional()?)
+    })
+}

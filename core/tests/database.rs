@@ -1,0 +1,413 @@
+//! The schema on the engine chosen by the environment (SQLite by default; PostgreSQL when
+//! FACTURE_TEST_DATABASE_URL is set): migrations, round trips, unique constraints, and
+//! gapless invoice numbering under concurrency.
+#![cfg(feature = "testkit")]
+
+use std::collections::BTreeSet;
+
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
+use facture_core::db::models::*;
+use facture_core::db::schema::{self, *};
+use facture_core::db::{new_id, now, run_migrations_blocking, Db, DbError};
+use facture_core::events::{self, Appended, NewEvent};
+use facture_core::invoices::{self, NewInvoice};
+use facture_core::orders::{self, NewOrder};
+use facture_core::testkit::db::TestDb;
+use facture_core::with_conn;
+
+fn user(email: &str) -> User {
+    let t = now();
+    User {
+        id: new_id(),
+        prenom: "Émile".into(),
+        nom: "Zola".into(),
+        email: email.into(),
+        password_hash: Some("$argon2id$x".into()),
+        role: "USER".into(),
+        is_active: true,
+        adresse: Some("1 rue de Médan".into()),
+        telephone: None,
+        created_at: t,
+        updated_at: t,
+    }
+}
+
+async fn insert_user(db: &Db, u: &User) -> Result<usize, DbError> {
+    Ok(with_conn!(db, write, |conn| {
+        diesel::insert_into(users::table)
+            .values(u)
+            .execute(conn)
+            .await
+    })?)
+}
+
+async fn order(db: &Db, email: &str) -> Commande {
+    orders::create_order(
+        db,
+        &NewOrder {
+            email: email.into(),
+            prenom: "Ada".into(),
+            nom: "Lovelace".into(),
+            titre: "Correction".into(),
+            description: "Roman, 300 pages".into(),
+            amount_cents: 12_000,
+            session_id: format!("cs_test_{}", facture_core::random_hex(8)),
+        },
+    )
+    .await
+    .expect("order created")
+}
+
+fn new_invoice(commande_id: &str) -> NewInvoice {
+    NewInvoice {
+        commande_id: commande_id.into(),
+        amount_cents: 12_000,
+        tax_cents: 2_000,
+        tax_rate_bp: 2000,
+        paid_at: Some(now()),
+        due_days: 0,
+    }
+}
+
+#[tokio::test]
+async fn migrations_apply_once_and_are_reported() -> Result<(), DbError> {
+    let test_db = TestDb::unmigrated();
+    let db = test_db.connect().await;
+    assert!(!db.migrations_applied().await.unwrap());
+    assert!(run_migrations_blocking(test_db.database_url(), 5_000).unwrap() >= 1);
+    assert_eq!(
+        run_migrations_blocking(test_db.database_url(), 5_000).unwrap(),
+        0
+    );
+    assert!(db.migrations_applied().await.unwrap());
+    assert!(db.ping().await);
+    Ok(())
+}
+
+#[tokio::test]
+async fn every_table_round_trips() -> Result<(), DbError> {
+    let test_db = TestDb::new();
+    let db = test_db.connect().await;
+    let u = user("emile@example.fr");
+    insert_user(&db, &u).await.unwrap();
+    let back: User = with_conn!(db, |conn| users::table.find(&u.id).first(conn).await).unwrap();
+    assert_eq!(back, u);
+
+    let c = order(&db, "ada@example.fr").await;
+    let back: Commande =
+        with_conn!(db, |conn| commandes::table.find(&c.id).first(conn).await).unwrap();
+    assert_eq!(back, c);
+
+    let issued = invoices::issue(&db, "FAC", new_invoice(&c.id), |n, _| {
+        Ok(format!("{{\"n\":\"{n}\"}}"))
+    })
+    .await
+    .unwrap();
+    let back = invoices::find(&db, &issued.invoice.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(back, issued.invoice);
+
+    let t = now();
+    let pending = PendingCommande {
+        id: new_id(),
+        prenom: "Jeanne".into(),
+        nom: "d'Arc".into(),
+        email: "jeanne@example.fr".into(),
+        telephone: Some("+33 6 00 00 00 00".into()),
+        adresse: None,
+        titre: "Relecture".into(),
+        description: "Mémoire".into(),
+        amount_cents: 4_990,
+        nombre_pages: Some(80),
+        stripe_session_id: Some("cs_test_pending".into()),
+        activation_token: Some("abc".into()),
+        token_expires_at: Some(t),
+        status: "open".into(),
+        is_processed: false,
+        user_id: None,
+        commande_id: None,
+        created_at: t,
+        updated_at: t,
+    };
+    let file = StoredFileRow {
+        id: new_id(),
+        pending_commande_id: Some(pending.id.clone()),
+        commande_id: None,
+        original_name: "manuscrit.docx".into(),
+        stored_path: "files/x.docx".into(),
+        content_type: "application/octet-stream".into(),
+        size_bytes: 123_456,
+        created_at: t,
+    };
+    let step = OrderStep {
+        id: new_id(),
+        commande_id: c.id.clone(),
+        step: "render".into(),
+        status: "done".into(),
+        attempts: 1,
+        last_error: None,
+        started_at: t,
+        finished_at: Some(t),
+    };
+    let notif = Notification {
+        id: new_id(),
+        kind: "PAYMENT".into(),
+        title: "Paiement".into(),
+        message: "Reçu".into(),
+        priority: "HIGH".into(),
+        data: "{}".into(),
+        is_read: false,
+        dedupe_key: Some("k1".into()),
+        created_at: t,
+    };
+    let delivery = EmailDelivery {
+        id: new_id(),
+        kind: "payment_confirmation".into(),
+        recipient: "ada@example.fr".into(),
+        subject: "Votre facture".into(),
+        invoice_id: Some(issued.invoice.id.clone()),
+        commande_id: Some(c.id.clone()),
+        status: "queued".into(),
+        attempts: 0,
+        last_error: None,
+        dedupe_key: Some("d1".into()),
+        sent_at: None,
+        created_at: t,
+        updated_at: t,
+    };
+    with_conn!(db, write, |conn| {
+        async {
+            diesel::insert_into(pending_commandes::table)
+                .values(&pending)
+                .execute(conn)
+                .await?;
+            diesel::insert_into(files::table)
+                .values(&file)
+                .execute(conn)
+                .await?;
+            diesel::insert_into(order_steps::table)
+                .values(&step)
+                .execute(conn)
+                .await?;
+            diesel::insert_into(notifications::table)
+                .values(&notif)
+                .execute(conn)
+                .await?;
+            diesel::insert_into(email_deliveries::table)
+                .values(&delivery)
+                .execute(conn)
+                .await
+        }
+        .await
+    })
+    .unwrap();
+    let (p2, f2, s2, n2, d2): (
+        PendingCommande,
+        StoredFileRow,
+        OrderStep,
+        Notification,
+        EmailDelivery,
+    ) = with_conn!(db, |conn| {
+        async {
+            Ok::<_, diesel::result::Error>((
+                pending_commandes::table
+                    .find(&pending.id)
+                    .first(conn)
+                    .await?,
+                files::table.find(&file.id).first(conn).await?,
+                order_steps::table.find(&step.id).first(conn).await?,
+                notifications::table.find(&notif.id).first(conn).await?,
+                email_deliveries::table
+                    .find(&delivery.id)
+                    .first(conn)
+                    .await?,
+            ))
+        }
+        .await
+    })
+    .unwrap();
+    assert_eq!((p2, f2, s2, n2, d2), (pending, file, step, notif, delivery));
+
+    let appended = events::append_batch(
+        &db,
+        &[NewEvent {
+            stripe_event_id: "evt_round_trip".into(),
+            event_type: "checkout.session.completed".into(),
+            payload: "{\"id\":\"evt_round_trip\"}".into(),
+            session_id: Some("cs_x".into()),
+        }],
+    )
+    .await
+    .unwrap();
+    let Appended::Inserted(id) = &appended[0] else {
+        panic!("inserted")
+    };
+    let e = events::get(&db, id).await.unwrap().unwrap();
+    assert_eq!(e.stripe_event_id, "evt_round_trip");
+    assert_eq!(e.session_id.as_deref(), Some("cs_x"));
+    assert_eq!(e.status, "received");
+    Ok(())
+}
+
+#[tokio::test]
+async fn unique_constraints_hold() -> Result<(), DbError> {
+    let test_db = TestDb::new();
+    let db = test_db.connect().await;
+    insert_user(&db, &user("same@example.fr")).await.unwrap();
+    let err = insert_user(&db, &user("same@example.fr"))
+        .await
+        .unwrap_err();
+    assert!(err.is_unique_violation(), "{err}");
+
+    // Duplicate invoice number: a second row claiming FAC-…-000001 is refused.
+    let c1 = order(&db, "a@example.fr").await;
+    let c2 = order(&db, "b@example.fr").await;
+    let first = invoices::issue(&db, "FAC", new_invoice(&c1.id), |_, _| Ok("{}".into()))
+        .await
+        .unwrap()
+        .invoice;
+    let copy = Invoice {
+        id: new_id(),
+        commande_id: c2.id.clone(),
+        ..first.clone()
+    };
+    let err = with_conn!(db, write, |conn| {
+        diesel::insert_into(schema::invoices::table)
+            .values(&copy)
+            .execute(conn)
+            .await
+    })
+    .map_err(DbError::from)
+    .unwrap_err();
+    assert!(err.is_unique_violation(), "{err}");
+
+    // Duplicate Stripe event id: the append reports it instead of storing it twice.
+    let e = NewEvent {
+        stripe_event_id: "evt_dup".into(),
+        event_type: "x".into(),
+        payload: "{}".into(),
+        session_id: None,
+    };
+    let out = events::append_batch(&db, &[e.clone(), e.clone()])
+        .await
+        .unwrap();
+    assert!(matches!(out[0], Appended::Inserted(_)));
+    assert_eq!(out[1], Appended::Duplicate);
+    assert_eq!(
+        events::append_batch(&db, &[e]).await.unwrap(),
+        vec![Appended::Duplicate]
+    );
+    assert_eq!(events::count_all(&db).await.unwrap(), 1);
+    Ok(())
+}
+
+#[tokio::test]
+async fn foreign_keys_are_enforced() -> Result<(), DbError> {
+    let test_db = TestDb::new();
+    let db = test_db.connect().await;
+    let t = now();
+    let orphan = Commande {
+        id: new_id(),
+        user_id: "no-such-user".into(),
+        titre: "x".into(),
+        description: "x".into(),
+        statut: "EN_ATTENTE".into(),
+        payment_status: "pending".into(),
+        stripe_session_id: None,
+        stripe_payment_intent: None,
+        amount_cents: 1,
+        currency: "eur".into(),
+        is_guest: false,
+        paid_at: None,
+        pipeline: None,
+        pipeline_attempts: 0,
+        pipeline_error: None,
+        next_attempt_at: None,
+        lease_owner: None,
+        lease_expires_at: None,
+        created_at: t,
+        updated_at: t,
+    };
+    let res = with_conn!(db, write, |conn| {
+        diesel::insert_into(commandes::table)
+            .values(&orphan)
+            .execute(conn)
+            .await
+    });
+    assert!(res.is_err(), "a commande for a missing user is refused");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_thousand_concurrent_allocations_are_gapless() -> Result<(), DbError> {
+    let test_db = TestDb::new();
+    let db = test_db.connect().await;
+    let mut ids = Vec::new();
+    for i in 0..1000 {
+        ids.push(order(&db, &format!("c{i}@example.fr")).await.id);
+    }
+    let tasks: Vec<_> = ids
+        .iter()
+        .map(|id| {
+            let (db, id) = (db.clone(), id.clone());
+            tokio::spawn(async move {
+                invoices::issue(&db, "FAC", new_invoice(&id), |n, _| Ok(format!("\"{n}\"")))
+                    .await
+                    .expect("allocation")
+            })
+        })
+        .collect();
+    let mut sequences = BTreeSet::new();
+    for t in tasks {
+        let issued = t.await.unwrap();
+        assert!(issued.created);
+        assert!(
+            sequences.insert(issued.invoice.sequence),
+            "duplicate number"
+        );
+        assert_eq!(
+            issued.invoice.document,
+            format!("\"{}\"", issued.invoice.number)
+        );
+    }
+    assert_eq!(sequences, (1..=1000).collect::<BTreeSet<i64>>());
+
+    // Asking again for any order returns its invoice, never a new number.
+    let again = invoices::issue(&db, "FAC", new_invoice(&ids[17]), |_, _| Ok("{}".into()))
+        .await
+        .unwrap();
+    assert!(!again.created);
+    let last = with_conn!(db, |conn| {
+        invoice_sequences::table
+            .select(invoice_sequences::last_number)
+            .first::<i64>(conn)
+            .await
+    })
+    .unwrap();
+    assert_eq!(last, 1000);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_failed_insert_leaves_no_gap() -> Result<(), DbError> {
+    let test_db = TestDb::new();
+    let db = test_db.connect().await;
+    let c1 = order(&db, "a@example.fr").await;
+    let c2 = order(&db, "b@example.fr").await;
+    let err = invoices::issue(&db, "FAC", new_invoice(&c1.id), |_, _| {
+        Err(DbError::Corrupt("document could not be built".into()))
+    })
+    .await;
+    assert!(err.is_err());
+    let ok = invoices::issue(&db, "FAC", new_invoice(&c2.id), |_, _| Ok("{}".into()))
+        .await
+        .unwrap();
+    assert_eq!(
+        ok.invoice.sequence, 1,
+        "the failed attempt did not consume a number"
+    );
+    Ok(())
+}

@@ -1,0 +1,10 @@
+DROP TABLE email_deliveries;
+DROP TABLE notifications;
+DROP TABLE order_steps;
+DROP TABLE webhook_events;
+DROP TABLE invoices;
+DROP TABLE invoice_sequences;
+DROP TABLE files;
+DROP TABLE pending_commandes;
+DROP TABLE commandes;
+DROP TABLE users;

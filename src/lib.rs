@@ -1,0 +1,8 @@
+//! facture: the HTTP layer, start-up wiring and the command line. The actor tree lives in
+//! `facture-actors`, the domain in `facture-core`.
+
+pub mod cli;
+pub mod error;
+pub mod routes;
+pub mod startup;
+pub mod telemetry;

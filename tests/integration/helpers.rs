@@ -1,0 +1,107 @@
+//! Starts the real application for a test and talks to it over HTTP.
+
+use std::path::PathBuf;
+
+use facture::startup::Application;
+use facture_core::config::{Settings, DEFAULT_TOML};
+use facture_core::testkit::db::TestDb;
+use figment::providers::{Format, Toml};
+use figment::Figment;
+
+pub const SECRETS: [&str; 2] = ["whsec_test_primary", "whsec_test_rotated"];
+
+pub struct TestApp {
+    pub address: String,
+    pub port: u16,
+    pub settings: Settings,
+    pub client: awc::Client,
+    pub dir: tempfile::TempDir,
+    pub handle: actix_web::dev::ServerHandle,
+    // Dropped last: the server must stop before its database goes away.
+    pub test_db: TestDb,
+}
+
+/// The settings a test app runs with: everything under a temporary folder.
+pub fn test_figment(test_db: &TestDb, dir: &std::path::Path) -> Figment {
+    let path = |p: &str| dir.join(p).to_string_lossy().into_owned();
+    Figment::from(Toml::string(DEFAULT_TOML))
+        .merge(("server.port", 0))
+        .merge(("database.url", test_db.url()))
+        .merge(("database.pool_size", 4))
+        .merge(("storage.root", path("uploads")))
+        .merge(("app.data_dir", path("data")))
+        .merge(("mail.outbox", path("outbox")))
+        .merge(("stripe.webhook_secrets", SECRETS.join(",")))
+        .merge(("auth.jwt_secret", "test-jwt-secret-0123456789abcdef"))
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|f| f).await
+}
+
+pub async fn spawn_app_with(customise: impl FnOnce(Figment) -> Figment) -> TestApp {
+    spawn_app_on(
+        TestDb::new(),
+        tempfile::tempdir().expect("temp dir"),
+        customise,
+    )
+    .await
+}
+
+/// Starts an app on an existing database and folder (to restart after a stop).
+pub async fn spawn_app_on(
+    test_db: TestDb,
+    dir: tempfile::TempDir,
+    customise: impl FnOnce(Figment) -> Figment,
+) -> TestApp {
+    let settings =
+        Settings::from_figment(customise(test_figment(&test_db, dir.path()))).expect("settings");
+    let app = Application::build(settings.clone())
+        .await
+        .expect("app starts");
+    let port = app.port();
+    let handle = app.server_handle();
+    actix_web::rt::spawn(app.run_until_stopped());
+    TestApp {
+        address: format!("http://127.0.0.1:{port}"),
+        port,
+        settings,
+        client: awc::Client::builder()
+            .timeout(std::time::Duration::from_secs(30))
+            .finish(),
+        dir,
+        handle,
+        test_db,
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    /// GET → (status, JSON body).
+    pub async fn get_json(&self, path: &str) -> (u16, serde_json::Value) {
+        let mut res = self
+            .client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request");
+        let body = res.body().limit(10 << 20).await.expect("body");
+        (
+            res.status().as_u16(),
+            serde_json::from_slice(&body).unwrap_or_default(),
+        )
+    }
+
+    pub fn path(&self, p: &str) -> PathBuf {
+        self.dir.path().join(p)
+    }
+
+    /// Stops the server and gives back what a restart needs.
+    pub async fn stop(self) -> (TestDb, tempfile::TempDir) {
+        self.handle.stop(true).await;
+        (self.test_db, self.dir)
+    }
+}
