@@ -6,6 +6,7 @@ use std::net::TcpListener;
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::{middleware, web, App, HttpServer};
 use anyhow::Context;
+use facture_actors::Engine;
 use facture_core::config::Settings;
 use facture_core::db::{run_migrations, Db};
 
@@ -16,12 +17,14 @@ use crate::routes;
 pub struct AppState {
     pub settings: Settings,
     pub db: Db,
+    pub engine: Engine,
 }
 
 pub struct Application {
     port: u16,
     server: Server,
     db: Db,
+    engine: Engine,
 }
 
 impl Application {
@@ -42,13 +45,17 @@ impl Application {
         )
         .await
         .context("opening the database")?;
+        // The actor tree starts before the server, so the first request finds it running.
+        let engine = Engine::start(&settings, db.clone()).context("starting the actor tree")?;
         let address = format!("{}:{}", settings.server.host, settings.server.port);
         let listener = TcpListener::bind(&address).with_context(|| format!("binding {address}"))?;
         let port = listener.local_addr()?.port();
         let workers = settings.server.workers;
+        let body_limit = settings.server.webhook_body_limit;
         let state = web::Data::new(AppState {
             settings,
             db: db.clone(),
+            engine: engine.clone(),
         });
         let server = HttpServer::new(move || {
             App::new()
@@ -57,7 +64,7 @@ impl Application {
                 .app_data(query_config())
                 .app_data(path_config())
                 .wrap(middleware::Logger::new("%r %s %Dms").log_target("facture::http"))
-                .configure(routes::configure)
+                .configure(|cfg| routes::configure(cfg, body_limit))
                 .default_service(web::to(routes::not_found))
         })
         .workers(workers)
@@ -65,7 +72,12 @@ impl Application {
         .listen(listener)?
         .run();
         tracing::info!(%address, port, "facture listening");
-        Ok(Self { port, server, db })
+        Ok(Self {
+            port,
+            server,
+            db,
+            engine,
+        })
     }
 
     pub fn port(&self) -> u16 {
@@ -74,6 +86,10 @@ impl Application {
 
     pub fn db(&self) -> &Db {
         &self.db
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
     }
 
     pub fn server_handle(&self) -> ServerHandle {

@@ -1,3 +1,136 @@
 //! facture-actors: the actor tree that turns an acknowledged Stripe event into a mailed
-//! invoice (WebhookReceiver, OrderRegistry/OrderActor, InvoiceRenderer pool,
-//! StorageWriter, Mailer, NotificationBus, under supervision).
+//! invoice. Read [`Engine::start`] for the wiring; `messages` is the tree's public API.
+//!
+//! ```text
+//! WebhookReceiver ──▶ OrderRegistry ──▶ OrderActor (one per order)
+//!                                          ├─▶ InvoiceRenderer pool (SyncArbiter)
+//!                                          ├─▶ StorageWriter
+//!                                          ├─▶ Mailer
+//!                                          └─▶ NotificationBus ──▶ Mailer
+//! ```
+//!
+//! Supervision: the long-lived actors run under `actix::Supervisor`, which restarts an
+//! actor when it stops. A handler panic is not a stop in actix, so handlers return errors
+//! instead of panicking, and the renderer pool catches panics at its boundary.
+
+pub mod error;
+pub mod invoice_renderer;
+pub mod mailer;
+pub mod messages;
+pub mod metrics;
+pub mod notification_bus;
+pub mod order_actor;
+pub mod order_registry;
+pub mod storage_writer;
+pub mod webhook_receiver;
+
+use std::sync::Arc;
+
+use actix::prelude::*;
+use facture_core::config::Settings;
+use facture_core::db::models::Notification;
+use facture_core::db::Db;
+use facture_core::mail::retry::RetryPolicy;
+use facture_core::mail::Mailer as CoreMailer;
+use facture_core::notifications::NotificationStore;
+use facture_core::storage::Storage;
+use tokio::sync::broadcast;
+
+pub use error::EngineError;
+use invoice_renderer::{InvoiceRenderer, RenderGate, RenderPermits};
+use mailer::Mailer;
+use notification_bus::NotificationBus;
+use order_actor::OrderDeps;
+use order_registry::OrderRegistry;
+use storage_writer::StorageWriter;
+use webhook_receiver::WebhookReceiver;
+
+/// Handles to the running tree. Cheap to clone.
+#[derive(Clone)]
+pub struct Engine {
+    pub receiver: Addr<WebhookReceiver>,
+    pub registry: Addr<OrderRegistry>,
+    pub deps: Arc<OrderDeps>,
+    pub core_mailer: CoreMailer,
+    render_gate: RenderGate,
+    live: broadcast::Sender<Notification>,
+}
+
+impl Engine {
+    /// Starts every actor. Must run inside an actix system.
+    pub fn start(settings: &Settings, db: Db) -> Result<Engine, EngineError> {
+        let engine = &settings.engine;
+        let cap = engine.mailbox_capacity;
+        let threads = if engine.render_pool == 0 {
+            std::thread::available_parallelism().map_or(2, |n| n.get())
+        } else {
+            engine.render_pool
+        };
+        let render_gate = RenderGate::default();
+        let renderer =
+            InvoiceRenderer::start(threads, settings.company.clone(), render_gate.clone());
+        let storage = Storage::new(settings.storage.root.clone());
+        let storage = Supervisor::start(move |_| StorageWriter::new(storage, cap));
+        let core_mailer = CoreMailer::new(&settings.mail, &settings.app, db.clone())?;
+        let mailer = {
+            let m = core_mailer.clone();
+            Supervisor::start(move |_| Mailer::new(m, cap))
+        };
+        let (live, _) = broadcast::channel(1024);
+        let bus = {
+            let (store, mailer, admin, live) = (
+                NotificationStore::new(db.clone()),
+                mailer.clone(),
+                settings.mail.admin.clone(),
+                live.clone(),
+            );
+            Supervisor::start(move |_| NotificationBus::new(store, mailer, admin, live, cap))
+        };
+        let deps = Arc::new(OrderDeps {
+            db: db.clone(),
+            settings: settings.clone(),
+            node_id: format!("{}-{}", hostname(), uuid::Uuid::new_v4()),
+            renderer,
+            permits: RenderPermits::new(threads * 2),
+            storage,
+            mailer,
+            bus,
+            policy: RetryPolicy::from_engine(engine),
+        });
+        let registry = {
+            let deps = deps.clone();
+            Supervisor::start(move |_| OrderRegistry::new(deps))
+        };
+        let receiver = {
+            let (db, registry, max) = (db, registry.clone(), engine.max_batch);
+            Supervisor::start(move |_| WebhookReceiver::new(db, registry, max, cap))
+        };
+        Ok(Engine {
+            receiver,
+            registry,
+            deps,
+            core_mailer,
+            render_gate,
+            live,
+        })
+    }
+
+    /// Holds every render until the guard is dropped (tests and drills: a saturated pool).
+    pub fn render_gate(&self) -> RenderGate {
+        self.render_gate.clone()
+    }
+
+    /// New admin notifications as they are stored.
+    pub fn subscribe(&self) -> broadcast::Receiver<Notification> {
+        self.live.subscribe()
+    }
+
+    /// Runs a recovery sweep now and reports what it routed.
+    pub async fn sweep(&self) -> Result<messages::SweepReport, EngineError> {
+        self.registry.send(messages::Sweep).await?
+    }
+}
+
+fn hostname() -> String {
+    std::env::var("HOSTNAME").unwrap_or_else(|_| "facture".into())
+}

@@ -111,7 +111,6 @@ pub struct StripeSettings {
 #[derive(Debug, Clone, Deserialize)]
 pub struct EngineSettings {
     pub max_batch: usize,
-    pub batch_delay_us: u64,
     pub render_pool: usize,
     pub mailbox_capacity: usize,
     pub max_attempts: u32,
@@ -120,6 +119,10 @@ pub struct EngineSettings {
     pub sweep_interval_secs: u64,
     pub lease_secs: u64,
     pub order_idle_secs: u64,
+    /// Fault injection: stop every pipeline before this step (as a crash there would).
+    /// For recovery tests and drills; never set in normal operation.
+    #[serde(default)]
+    pub halt_before: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

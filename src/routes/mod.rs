@@ -1,13 +1,16 @@
 //! Every route, mounted in one place.
 
 pub mod health;
+pub mod webhook;
 
 use actix_web::web;
 
 use crate::error::ApiError;
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(health::health).service(health::ready);
+pub fn configure(cfg: &mut web::ServiceConfig, webhook_body_limit: usize) {
+    cfg.service(health::health)
+        .service(health::ready)
+        .service(webhook::scope(webhook_body_limit));
 }
 
 /// Unknown routes answer in the project's error shape.

@@ -1,18 +1,22 @@
 //! Starts the real application for a test and talks to it over HTTP.
 
-use std::path::PathBuf;
+use std::time::Duration;
 
 use facture::startup::Application;
+use facture_actors::Engine;
 use facture_core::config::{Settings, DEFAULT_TOML};
+use facture_core::db::Db;
 use facture_core::testkit::db::TestDb;
+use facture_core::testkit::smtp::SmtpSink;
 use figment::providers::{Format, Toml};
 use figment::Figment;
 
 pub const SECRETS: [&str; 2] = ["whsec_test_primary", "whsec_test_rotated"];
 
 pub struct TestApp {
+    pub db: Db,
+    pub engine: Engine,
     pub address: String,
-    pub port: u16,
     pub settings: Settings,
     pub client: awc::Client,
     pub dir: tempfile::TempDir,
@@ -33,6 +37,17 @@ pub fn test_figment(test_db: &TestDb, dir: &std::path::Path) -> Figment {
         .merge(("mail.outbox", path("outbox")))
         .merge(("stripe.webhook_secrets", SECRETS.join(",")))
         .merge(("auth.jwt_secret", "test-jwt-secret-0123456789abcdef"))
+        // Fast retries and sweeps so failure paths finish within a test.
+        .merge(("engine.retry_initial_ms", 20))
+        .merge(("engine.retry_max_ms", 200))
+        .merge(("engine.max_attempts", 4))
+        .merge(("engine.sweep_interval_secs", 1))
+        .merge(("engine.lease_secs", 2))
+        .merge(("engine.order_idle_secs", 2))
+        .merge(("mail.retry_initial_ms", 20))
+        .merge(("mail.retry_max_ms", 200))
+        .merge(("mail.max_attempts", 3))
+        .merge(("mail.timeout_secs", 5))
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -61,10 +76,13 @@ pub async fn spawn_app_on(
         .expect("app starts");
     let port = app.port();
     let handle = app.server_handle();
+    let db = app.db().clone();
+    let engine = app.engine().clone();
     actix_web::rt::spawn(app.run_until_stopped());
     TestApp {
+        db,
+        engine,
         address: format!("http://127.0.0.1:{port}"),
-        port,
         settings,
         client: awc::Client::builder()
             .timeout(std::time::Duration::from_secs(30))
@@ -95,13 +113,37 @@ impl TestApp {
         )
     }
 
-    pub fn path(&self, p: &str) -> PathBuf {
-        self.dir.path().join(p)
-    }
-
     /// Stops the server and gives back what a restart needs.
     pub async fn stop(self) -> (TestDb, tempfile::TempDir) {
         self.handle.stop(true).await;
         (self.test_db, self.dir)
+    }
+}
+
+/// Sends mail to a real SMTP server on 127.0.0.1 instead of files.
+pub fn with_smtp(sink: &SmtpSink) -> impl FnOnce(Figment) -> Figment {
+    let url = sink.url();
+    move |f| {
+        f.merge(("mail.transport", "smtp"))
+            .merge(("mail.smtp_url", url))
+    }
+}
+
+/// Polls `check` until it returns Some, or fails the test after `timeout`.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        actix_web::rt::time::sleep(Duration::from_millis(25)).await;
     }
 }

@@ -37,13 +37,21 @@ impl Font {
         }
     }
 
+    /// Width of `s` in thousandths of an em.
+    fn units(self, s: &str) -> i64 {
+        let w = self.widths();
+        let units: u32 = match winansi::as_plain_ascii(s) {
+            Some(ascii) => ascii.iter().map(|&b| u32::from(w[usize::from(b)])).sum(),
+            None => winansi::bytes(s)
+                .map(|b| u32::from(w[usize::from(b)]))
+                .sum(),
+        };
+        i64::from(units)
+    }
+
     /// Width of `s` at `size` points, in points.
     pub(crate) fn width(self, size: f32, s: &str) -> f32 {
-        let widths = self.widths();
-        let units: u32 = winansi::bytes(s)
-            .map(|b| u32::from(widths[usize::from(b)]))
-            .sum();
-        units as f32 * size / 1000.0
+        self.units(s) as f32 * size / 1000.0
     }
 
     /// Distance from the baseline to the top of capitals and ascenders, in points.
@@ -68,15 +76,10 @@ impl Font {
     /// between characters. The lines are slices of `text`, trailing spaces removed. Every
     /// visible character of `text` is in exactly one line, so nothing is lost.
     pub(crate) fn wrap<'t>(self, size: f32, text: &'t str, max_width: f32, out: &mut Vec<&'t str>) {
-        let widths = self.widths();
         // Work in 1/1000 em so the comparison is exact integer arithmetic.
         let limit = ((max_width * 1000.0 / size).floor() as i64).max(1);
-        let char_units = |s: &str| -> i64 {
-            winansi::bytes(s)
-                .map(|b| i64::from(widths[usize::from(b)]))
-                .sum()
-        };
-        let space = i64::from(widths[usize::from(b' ')]);
+        let char_units = |s: &str| self.units(s);
+        let space = i64::from(self.widths()[usize::from(b' ')]);
         for paragraph in text.split('\n') {
             let paragraph = paragraph.trim_end_matches(['\r', ' ', '\t']);
             if paragraph.is_empty() {
@@ -258,14 +261,15 @@ impl Canvas {
         buf.push(b' ');
         push_num(buf, y);
         buf.extend_from_slice(b" Tm(");
-        for b in winansi::bytes(s) {
-            match b {
-                b'(' | b')' | b'\\' => {
-                    buf.push(b'\\');
-                    buf.push(b);
-                }
-                _ => buf.push(b),
+        let mut push = |b: u8| {
+            if matches!(b, b'(' | b')' | b'\\') {
+                buf.push(b'\\');
             }
+            buf.push(b);
+        };
+        match winansi::as_plain_ascii(s) {
+            Some(ascii) => ascii.iter().for_each(|&b| push(b)),
+            None => winansi::bytes(s).for_each(push),
         }
         buf.extend_from_slice(b")Tj\n");
     }

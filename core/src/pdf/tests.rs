@@ -49,6 +49,10 @@ fn sample_renders_one_small_page_that_lopdf_reads_back() {
     let bytes = render_invoice(&sample_document(&company), &company).unwrap();
     assert!(bytes.starts_with(b"%PDF-1.7"));
     assert!(bytes.len() < 10 * 1024, "{} bytes", bytes.len());
+    assert!(
+        !contains(&bytes, b"FlateDecode"),
+        "ordinary invoices are not compressed"
+    );
     let pdf = lopdf::Document::load_mem(&bytes).unwrap();
     assert_eq!(pdf.get_pages().len(), 1);
     let info = pdf.trailer.get(b"Info").unwrap().as_reference().unwrap();
@@ -150,6 +154,10 @@ fn huge_inputs_paginate_without_panicking() {
     let bytes = render_invoice(&doc, &company).unwrap();
     let pages = page_contents(&bytes);
     assert!(pages.len() > 5, "{} pages", pages.len());
+    assert!(
+        contains(&bytes, b"FlateDecode"),
+        "long documents are compressed"
+    );
     let n = pages.len();
     assert!(contains(
         &pages[n - 1],

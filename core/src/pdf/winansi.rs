@@ -164,6 +164,13 @@ pub(crate) fn bytes(s: &str) -> Bytes<'_> {
     }
 }
 
+/// `s` itself when it is printable ASCII, which is its own WinAnsi encoding (the common
+/// case, handled without decoding characters one by one).
+pub(crate) fn as_plain_ascii(s: &str) -> Option<&[u8]> {
+    let b = s.as_bytes();
+    b.iter().all(|&c| (0x20..0x7F).contains(&c)).then_some(b)
+}
+
 pub(crate) struct Bytes<'a> {
     chars: std::iter::Peekable<std::str::Chars<'a>>,
 }
@@ -177,9 +184,11 @@ impl Iterator for Bytes<'_> {
             if c.is_ascii() && c >= ' ' && c != '\u{7F}' {
                 // Fast path, and ASCII letters may carry a combining accent.
                 if let Some(&mark) = self.chars.peek() {
-                    if let Some(composed) = compose(c, mark) {
-                        self.chars.next();
-                        return encode_char(composed);
+                    if mark >= '\u{300}' {
+                        if let Some(composed) = compose(c, mark) {
+                            self.chars.next();
+                            return encode_char(composed);
+                        }
                     }
                 }
                 return Some(c as u8);

@@ -1,0 +1,57 @@
+//! Mailer: the actor in front of facture-core's mailer (templates, transport, delivery
+//! log, retries with backoff). Each message is sent on its own task, so a slow SMTP
+//! server delays that message only.
+
+use std::time::Instant;
+
+use actix::prelude::*;
+use facture_core::mail::{DeliveryOutcome, Mailer as CoreMailer};
+
+use crate::error::EngineError;
+use crate::messages::SendMail;
+use crate::metrics::{self, ActorKind};
+
+pub struct Mailer {
+    mailer: CoreMailer,
+    mailbox_capacity: usize,
+}
+
+impl Mailer {
+    pub fn new(mailer: CoreMailer, mailbox_capacity: usize) -> Self {
+        Self {
+            mailer,
+            mailbox_capacity,
+        }
+    }
+}
+
+impl Actor for Mailer {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(self.mailbox_capacity);
+    }
+}
+
+impl Supervised for Mailer {
+    fn restarting(&mut self, _: &mut Self::Context) {
+        metrics::restarted(ActorKind::Mailer);
+    }
+}
+
+impl Handler<SendMail> for Mailer {
+    type Result = ResponseFuture<Result<DeliveryOutcome, EngineError>>;
+
+    fn handle(&mut self, msg: SendMail, _: &mut Self::Context) -> Self::Result {
+        metrics::dequeued(ActorKind::Mailer);
+        let mailer = self.mailer.clone();
+        Box::pin(async move {
+            let started = Instant::now();
+            let result = mailer.send(msg.0).await.map_err(EngineError::from);
+            let sent = matches!(&result, Ok(o) if o.is_sent());
+            metrics::handled(ActorKind::Mailer, started.elapsed(), sent);
+            metrics::mail(if sent { "sent" } else { "failed" });
+            result
+        })
+    }
+}

@@ -1,0 +1,87 @@
+//! Every message the actor tree exchanges: the tree's public API, in one place.
+
+use actix::prelude::*;
+use facture_core::events::{Appended, NewEvent};
+use facture_core::mail::{DeliveryOutcome, OutgoingMail};
+use facture_core::notifications::DomainEvent;
+use facture_core::pdf::InvoiceDocument;
+use facture_core::storage::StoredFile;
+
+use crate::error::EngineError;
+
+/// HTTP → WebhookReceiver: append a verified event durably; the reply comes after commit.
+#[derive(Message)]
+#[rtype(result = "Result<Appended, EngineError>")]
+pub struct AppendEvent(pub NewEvent);
+
+/// WebhookReceiver / sweep → OrderRegistry → OrderActor: process a stored event.
+#[derive(Message, Clone, Debug)]
+#[rtype(result = "()")]
+pub struct ProcessEvent {
+    /// The webhook_events row id.
+    pub event_id: String,
+    /// Routing key: the Checkout Session id when known (one actor per order).
+    pub key: String,
+}
+
+/// Sweep / admin → OrderRegistry → OrderActor: drive an order's invoice pipeline.
+#[derive(Message, Clone, Debug)]
+#[rtype(result = "()")]
+pub struct DrivePipeline {
+    pub commande_id: String,
+    pub key: String,
+}
+
+/// OrderActor → OrderRegistry: this actor stopped (idle).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct OrderStopped {
+    pub key: String,
+}
+
+/// OrderRegistry's periodic (and start-up) search for unfinished work.
+#[derive(Message)]
+#[rtype(result = "Result<SweepReport, EngineError>")]
+pub struct Sweep;
+
+/// What a sweep found and routed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SweepReport {
+    pub events: usize,
+    pub pipelines: usize,
+}
+
+/// → InvoiceRenderer pool: PDF bytes for an invoice (CPU only, no I/O).
+#[derive(Message)]
+#[rtype(result = "Result<Vec<u8>, EngineError>")]
+pub struct Render(pub Box<InvoiceDocument>);
+
+/// → StorageWriter: store an invoice PDF atomically under `invoices/<uuid>.pdf`.
+#[derive(Message)]
+#[rtype(result = "Result<StoredFile, EngineError>")]
+pub struct StoreInvoice {
+    pub invoice_id: uuid::Uuid,
+    pub bytes: Vec<u8>,
+}
+
+/// → StorageWriter: read a stored invoice back, checking its SHA-256.
+#[derive(Message)]
+#[rtype(result = "Result<Vec<u8>, EngineError>")]
+pub struct ReadInvoice {
+    pub relative_path: String,
+    pub sha256: String,
+}
+
+/// → Mailer: send one message (retries inside, per the mail settings).
+#[derive(Message)]
+#[rtype(result = "Result<DeliveryOutcome, EngineError>")]
+pub struct SendMail(pub OutgoingMail);
+
+/// → NotificationBus: record a domain event for the admins (and mail the important ones).
+#[derive(Message)]
+#[rtype(result = "Result<(), EngineError>")]
+pub struct Publish {
+    pub event: DomainEvent,
+    /// Makes publishing idempotent when a step is re-driven.
+    pub dedupe_key: Option<String>,
+}

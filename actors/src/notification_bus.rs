@@ -1,0 +1,102 @@
+//! NotificationBus: fans a domain event out to its subscribers — the admin notification
+//! store, the admin mailbox for important events, and live listeners (the admin stream).
+
+use std::time::Instant;
+
+use actix::prelude::*;
+use facture_core::db::models::Notification;
+use facture_core::mail::OutgoingMail;
+use facture_core::notifications::{admin_mail, is_important, NotificationStore};
+use tokio::sync::broadcast;
+
+use crate::error::EngineError;
+use crate::mailer::Mailer;
+use crate::messages::{Publish, SendMail};
+use crate::metrics::{self, ActorKind};
+
+pub struct NotificationBus {
+    store: NotificationStore,
+    mailer: Addr<Mailer>,
+    admin: String,
+    live: broadcast::Sender<Notification>,
+    mailbox_capacity: usize,
+}
+
+impl NotificationBus {
+    pub fn new(
+        store: NotificationStore,
+        mailer: Addr<Mailer>,
+        admin: String,
+        live: broadcast::Sender<Notification>,
+        mailbox_capacity: usize,
+    ) -> Self {
+        Self {
+            store,
+            mailer,
+            admin,
+            live,
+            mailbox_capacity,
+        }
+    }
+}
+
+impl Actor for NotificationBus {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(self.mailbox_capacity);
+    }
+}
+
+impl Supervised for NotificationBus {
+    fn restarting(&mut self, _: &mut Self::Context) {
+        metrics::restarted(ActorKind::NotificationBus);
+    }
+}
+
+impl Handler<Publish> for NotificationBus {
+    type Result = ResponseFuture<Result<(), EngineError>>;
+
+    fn handle(&mut self, msg: Publish, _: &mut Self::Context) -> Self::Result {
+        metrics::dequeued(ActorKind::NotificationBus);
+        let store = self.store.clone();
+        let mailer = self.mailer.clone();
+        let admin = self.admin.clone();
+        let live = self.live.clone();
+        Box::pin(async move {
+            let started = Instant::now();
+            let result = async {
+                let (row, created) = store.record(&msg.event, msg.dedupe_key.as_deref()).await?;
+                if created {
+                    // Nobody listening is fine.
+                    let _ = live.send(row);
+                }
+                if is_important(&msg.event) {
+                    if let Some(content) = admin_mail(&msg.event) {
+                        let mut mail = OutgoingMail::new(admin, content);
+                        if let Some(key) = &msg.dedupe_key {
+                            mail = mail.dedupe_key(format!("admin:{key}"));
+                        }
+                        metrics::enqueued(ActorKind::Mailer);
+                        let outcome = mailer.send(SendMail(mail)).await??;
+                        if !outcome.is_sent() {
+                            return Err(EngineError::NotDelivered(
+                                outcome
+                                    .last_error
+                                    .unwrap_or_else(|| "admin mail not sent".into()),
+                            ));
+                        }
+                    }
+                }
+                Ok(())
+            }
+            .await;
+            metrics::handled(
+                ActorKind::NotificationBus,
+                started.elapsed(),
+                result.is_ok(),
+            );
+            result
+        })
+    }
+}

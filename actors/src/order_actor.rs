@@ -1,0 +1,564 @@
+//! OrderActor: one per order (keyed by its Checkout Session), spawned on demand by the
+//! OrderRegistry and stopped when idle. It applies the order's Stripe events and drives its
+//! invoice pipeline, one message at a time, each step recorded in the database before the
+//! next starts:
+//!
+//! `activation` (guests with a new account) → `invoice` (number + row) → `render` (PDF on
+//! the pool, stored with its SHA-256) → `mail` (to the customer, PDF attached; invoice SENT)
+//! → `notify` (admin notification + mail) → `done`.
+//!
+//! All state lives in the database; the actor holds none between messages, so a restart,
+//! a crash or another process can take over at any step. Work is claimed with a lease.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use chrono::Duration as ChronoDuration;
+use facture_core::config::Settings;
+use facture_core::db::models::{Commande, Invoice, User};
+use facture_core::db::Db;
+use facture_core::events::{self, status};
+use facture_core::invoices::{self, InvoiceStatus, NewInvoice};
+use facture_core::mail::retry::{retry_notify, RetryPolicy};
+use facture_core::mail::{Attachment, MailContent, OutgoingMail};
+use facture_core::money::Cents;
+use facture_core::notifications::DomainEvent;
+use facture_core::orders::{self, step, Effect};
+use facture_core::pdf::{Buyer, InvoiceDocument, PaymentInfo};
+use facture_core::storage::sha256_hex;
+
+use crate::error::EngineError;
+use crate::invoice_renderer::{InvoiceRenderer, RenderPermits};
+use crate::mailer::Mailer;
+use crate::messages::{
+    DrivePipeline, OrderStopped, ProcessEvent, Publish, Render, SendMail, StoreInvoice,
+};
+use crate::metrics::{self, ActorKind};
+use crate::notification_bus::NotificationBus;
+use crate::order_registry::OrderRegistry;
+use crate::storage_writer::StorageWriter;
+
+/// What every OrderActor shares.
+pub struct OrderDeps {
+    pub db: Db,
+    pub settings: Settings,
+    pub node_id: String,
+    pub renderer: Addr<InvoiceRenderer>,
+    pub permits: RenderPermits,
+    pub storage: Addr<StorageWriter>,
+    pub mailer: Addr<Mailer>,
+    pub bus: Addr<NotificationBus>,
+    pub policy: RetryPolicy,
+}
+
+impl OrderDeps {
+    fn lease(&self) -> ChronoDuration {
+        ChronoDuration::seconds(i64::try_from(self.settings.engine.lease_secs).unwrap_or(60))
+    }
+}
+
+pub struct OrderActor {
+    key: String,
+    deps: Arc<OrderDeps>,
+    registry: Addr<OrderRegistry>,
+    last_active: Instant,
+    busy: bool,
+}
+
+impl OrderActor {
+    pub fn new(key: String, deps: Arc<OrderDeps>, registry: Addr<OrderRegistry>) -> Self {
+        Self {
+            key,
+            deps,
+            registry,
+            last_active: Instant::now(),
+            busy: false,
+        }
+    }
+}
+
+impl Actor for OrderActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(self.deps.settings.engine.mailbox_capacity);
+        let idle = Duration::from_secs(self.deps.settings.engine.order_idle_secs.max(1));
+        ctx.run_interval(idle / 2, move |act, ctx| {
+            if !act.busy && act.last_active.elapsed() >= idle {
+                ctx.stop();
+            }
+        });
+    }
+
+    fn stopped(&mut self, _: &mut Self::Context) {
+        self.registry.do_send(OrderStopped {
+            key: self.key.clone(),
+        });
+    }
+}
+
+impl Handler<ProcessEvent> for OrderActor {
+    type Result = AtomicResponse<Self, ()>;
+
+    fn handle(&mut self, msg: ProcessEvent, _: &mut Self::Context) -> Self::Result {
+        metrics::dequeued(ActorKind::Order);
+        self.busy = true;
+        let deps = self.deps.clone();
+        AtomicResponse::new(Box::pin(
+            async move {
+                let started = Instant::now();
+                let result = process_event(&deps, &msg.event_id).await;
+                if let Err(e) = &result {
+                    tracing::warn!(event = %msg.event_id, error = %e, "event not processed; the sweep will retry");
+                }
+                metrics::handled(ActorKind::Order, started.elapsed(), result.is_ok());
+            }
+            .into_actor(self)
+            .map(|_, act, _| {
+                act.busy = false;
+                act.last_active = Instant::now();
+            }),
+        ))
+    }
+}
+
+impl Handler<DrivePipeline> for OrderActor {
+    type Result = AtomicResponse<Self, ()>;
+
+    fn handle(&mut self, msg: DrivePipeline, _: &mut Self::Context) -> Self::Result {
+        metrics::dequeued(ActorKind::Order);
+        self.busy = true;
+        let deps = self.deps.clone();
+        AtomicResponse::new(Box::pin(
+            async move {
+                let started = Instant::now();
+                let result = drive_pipeline(&deps, &msg.commande_id).await;
+                metrics::handled(ActorKind::Order, started.elapsed(), result.is_ok());
+            }
+            .into_actor(self)
+            .map(|_, act, _| {
+                act.busy = false;
+                act.last_active = Instant::now();
+            }),
+        ))
+    }
+}
+
+/// Applies one stored event, then drives the order it paid.
+async fn process_event(deps: &OrderDeps, event_id: &str) -> Result<(), EngineError> {
+    let Some(row) = events::claim(&deps.db, event_id, &deps.node_id, deps.lease()).await? else {
+        return Ok(()); // finished already, or another process has it
+    };
+    let event = match facture_core::stripe::decode_event(row.payload.as_bytes()) {
+        Ok(e) => e,
+        Err(e) => {
+            events::finish(
+                &deps.db,
+                event_id,
+                status::FAILED,
+                None,
+                Some(&e.to_string()),
+            )
+            .await?;
+            return Ok(());
+        }
+    };
+    let applied = retry_step(deps, "apply_event", || async {
+        orders::apply_event(&deps.db, &event, &deps.settings.stripe.allowed_sources)
+            .await
+            .map_err(EngineError::from)
+    })
+    .await;
+    let effect = match applied {
+        Ok(effect) => effect,
+        Err(e) => {
+            events::release(&deps.db, event_id, &e.to_string()).await?;
+            return Err(e);
+        }
+    };
+    let note = match &effect {
+        Effect::Ignored(why) | Effect::Orphan(why) => Some(why.as_str()),
+        _ => None,
+    };
+    events::finish(
+        &deps.db,
+        event_id,
+        effect.event_status(),
+        effect.commande_id(),
+        note,
+    )
+    .await?;
+    tracing::info!(event = %event.id, r#type = %event.event_type, outcome = effect.event_status(), commande = ?effect.commande_id(), "event processed");
+    match effect {
+        Effect::Paid { commande_id, .. } => drive_pipeline(deps, &commande_id).await,
+        Effect::PaymentFailed { commande_id } => {
+            let order = orders::find(&deps.db, &commande_id).await?;
+            publish(
+                deps,
+                DomainEvent::PaymentFailed {
+                    commande_id: Some(commande_id.clone()),
+                    customer_email: event.object.customer_email.clone(),
+                    amount: order.map(|o| Cents(o.amount_cents)),
+                    reason: event.event_type.clone(),
+                    stripe_session_id: event.session_id().map(str::to_owned),
+                },
+                format!("payment-failed:{}", event.id),
+            )
+            .await
+        }
+        Effect::Ignored(_) | Effect::Orphan(_) => Ok(()),
+    }
+}
+
+/// Runs the order's pipeline from its recorded step to `done`.
+pub async fn drive_pipeline(deps: &OrderDeps, commande_id: &str) -> Result<(), EngineError> {
+    let Some(mut order) =
+        orders::claim_pipeline(&deps.db, commande_id, &deps.node_id, deps.lease()).await?
+    else {
+        return Ok(());
+    };
+    let started = Instant::now();
+    let result = run_steps(deps, &mut order).await;
+    if let Err(e) = &result {
+        if !matches!(e, EngineError::Halted(_)) {
+            tracing::warn!(commande = %commande_id, error = %e, "pipeline stopped");
+        }
+    } else {
+        metrics::pipeline_latency(started.elapsed());
+    }
+    orders::release_pipeline(&deps.db, commande_id).await?;
+    match result {
+        Err(EngineError::Halted(_)) => Ok(()),
+        other => other,
+    }
+}
+
+async fn run_steps(deps: &OrderDeps, order: &mut Commande) -> Result<(), EngineError> {
+    let customer = orders::find_user(&deps.db, &order.user_id)
+        .await?
+        .ok_or_else(|| EngineError::Corrupt(format!("order {} has no customer", order.id)))?;
+    loop {
+        let current: &'static str = match order.pipeline.as_deref() {
+            Some(s) => step::ORDER
+                .iter()
+                .copied()
+                .find(|x| *x == s)
+                .unwrap_or(step::DONE),
+            None => step::DONE,
+        };
+        if current == step::DONE {
+            return Ok(());
+        }
+        if deps.settings.engine.halt_before.as_deref() == Some(current) {
+            tracing::warn!(commande = %order.id, step = current, "halted by engine.halt_before");
+            return Err(EngineError::Halted(current.into()));
+        }
+        let outcome = retry_step(deps, current, || run_step(deps, current, order, &customer)).await;
+        match outcome {
+            Ok(()) => {
+                let next = orders::advance(&deps.db, &order.id, current).await?;
+                order.pipeline = Some(next.to_owned());
+            }
+            Err(e) => {
+                let error = e.to_string();
+                orders::fail_step(
+                    &deps.db,
+                    &order.id,
+                    current,
+                    deps.policy.max_attempts,
+                    &error,
+                )
+                .await?;
+                metrics::dead_lettered(current);
+                let _ = publish(
+                    deps,
+                    DomainEvent::StepFailed {
+                        commande_id: order.id.clone(),
+                        step: current.into(),
+                        attempts: deps.policy.max_attempts,
+                        error: error.clone(),
+                    },
+                    format!("step-failed:{}:{current}", order.id),
+                )
+                .await;
+                return Err(e);
+            }
+        }
+    }
+}
+
+/// Retries one step's transient failures with backoff; the last error comes back.
+async fn retry_step<T, F, Fut>(deps: &OrderDeps, name: &str, op: F) -> Result<T, EngineError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, EngineError>>,
+{
+    retry_notify(&deps.policy, op, |e, attempt, delay| {
+        metrics::retried(ActorKind::Order);
+        tracing::warn!(step = name, attempt, ?delay, error = %e, "step failed, retrying");
+    })
+    .await
+    .into_result()
+}
+
+async fn run_step(
+    deps: &OrderDeps,
+    current: &str,
+    order: &Commande,
+    customer: &User,
+) -> Result<(), EngineError> {
+    match current {
+        step::ACTIVATION => send_activation(deps, order, customer).await,
+        step::INVOICE => issue_invoice(deps, order, customer).await.map(|_| ()),
+        step::RENDER => render_and_store(deps, order).await,
+        step::MAIL => mail_customer(deps, order, customer).await,
+        step::NOTIFY => notify_admins(deps, order, customer).await,
+        other => Err(EngineError::Corrupt(format!(
+            "unknown pipeline step {other}"
+        ))),
+    }
+}
+
+async fn send_activation(
+    deps: &OrderDeps,
+    order: &Commande,
+    customer: &User,
+) -> Result<(), EngineError> {
+    let key = format!("activation:{}", order.id);
+    let deliveries = facture_core::mail::Deliveries::new(deps.db.clone());
+    if let Some(d) = deliveries.find_by_dedupe_key(&key).await? {
+        if d.status == "sent" {
+            return Ok(()); // sent before a crash: do not replace the token it carries
+        }
+    }
+    let token = facture_core::random_hex(32);
+    let hours = i64::try_from(deps.settings.auth.activation_token_lifetime_hours).unwrap_or(72);
+    let expires_at = facture_core::db::now() + ChronoDuration::hours(hours);
+    orders::set_activation_token(
+        &deps.db,
+        &order.id,
+        &sha256_hex(token.as_bytes()),
+        expires_at,
+    )
+    .await?;
+    let mail = OutgoingMail::new(
+        customer.email.clone(),
+        MailContent::AccountActivation {
+            first_name: customer.prenom.clone(),
+            email: customer.email.clone(),
+            token,
+            expires_at,
+        },
+    )
+    .commande_id(order.id.clone())
+    .dedupe_key(key);
+    send_mail(deps, mail).await?;
+    publish(
+        deps,
+        DomainEvent::AccountActivationSent {
+            user_id: customer.id.clone(),
+            email: customer.email.clone(),
+            first_name: customer.prenom.clone(),
+            commande_id: Some(order.id.clone()),
+        },
+        format!("activation:{}", order.id),
+    )
+    .await
+}
+
+async fn issue_invoice(
+    deps: &OrderDeps,
+    order: &Commande,
+    customer: &User,
+) -> Result<Invoice, EngineError> {
+    let company = &deps.settings.company;
+    let rate = company.vat_rate();
+    let split = Cents(order.amount_cents).split_ttc(rate);
+    let new = NewInvoice {
+        commande_id: order.id.clone(),
+        amount_cents: order.amount_cents,
+        tax_cents: split.tva.0,
+        tax_rate_bp: i32::try_from(rate.0).unwrap_or(0),
+        paid_at: order.paid_at,
+        due_days: deps.settings.invoice.due_days,
+    };
+    let document = |number: &str, issued_at: chrono::NaiveDateTime| {
+        let doc = InvoiceDocument::single_line(
+            number.to_owned(),
+            issued_at.date(),
+            Buyer {
+                name: format!("{} {}", customer.prenom, customer.nom),
+                email: customer.email.clone(),
+                address: customer.adresse.clone(),
+                siren: None,
+                vat_number: None,
+                is_business: false,
+            },
+            order.titre.clone(),
+            order.description.clone(),
+            Cents(order.amount_cents),
+            rate,
+            Some(PaymentInfo {
+                paid_on: order.paid_at.unwrap_or(issued_at).date(),
+                method: "carte bancaire (Stripe)".into(),
+                reference: order
+                    .stripe_payment_intent
+                    .clone()
+                    .or_else(|| order.stripe_session_id.clone())
+                    .unwrap_or_default(),
+            }),
+        );
+        serde_json::to_string(&doc)
+            .map_err(|e| facture_core::db::DbError::Corrupt(format!("invoice document: {e}")))
+    };
+    let issued = invoices::issue(&deps.db, &deps.settings.invoice.prefix, new, document).await?;
+    if issued.created {
+        metrics::invoice_issued();
+        tracing::info!(commande = %order.id, number = %issued.invoice.number, "invoice issued");
+    }
+    Ok(issued.invoice)
+}
+
+async fn invoice_of(deps: &OrderDeps, order: &Commande) -> Result<Invoice, EngineError> {
+    invoices::find_by_commande(&deps.db, &order.id)
+        .await?
+        .ok_or_else(|| EngineError::Corrupt(format!("order {} has no invoice", order.id)))
+}
+
+/// Renders the invoice on the pool and stores it; records path and SHA-256 on the row.
+pub async fn render_and_store(deps: &OrderDeps, order: &Commande) -> Result<(), EngineError> {
+    let invoice = invoice_of(deps, order).await?;
+    let (bytes, _) = render_pdf(deps, &invoice).await?;
+    store_pdf(deps, &invoice, bytes).await
+}
+
+/// PDF bytes for a stored invoice, through the renderer pool (with a permit).
+pub async fn render_pdf(
+    deps: &OrderDeps,
+    invoice: &Invoice,
+) -> Result<(Vec<u8>, InvoiceDocument), EngineError> {
+    let doc: InvoiceDocument = serde_json::from_str(&invoice.document)
+        .map_err(|e| EngineError::Corrupt(format!("invoice {} document: {e}", invoice.number)))?;
+    let _permit = deps.permits.acquire().await;
+    metrics::enqueued(ActorKind::InvoiceRenderer);
+    let bytes = deps.renderer.send(Render(Box::new(doc.clone()))).await??;
+    Ok((bytes, doc))
+}
+
+pub async fn store_pdf(
+    deps: &OrderDeps,
+    invoice: &Invoice,
+    bytes: Vec<u8>,
+) -> Result<(), EngineError> {
+    let id = uuid::Uuid::parse_str(&invoice.id)
+        .map_err(|e| EngineError::Corrupt(format!("invoice id {}: {e}", invoice.id)))?;
+    metrics::enqueued(ActorKind::StorageWriter);
+    let stored = deps
+        .storage
+        .send(StoreInvoice {
+            invoice_id: id,
+            bytes,
+        })
+        .await??;
+    invoices::record_pdf(
+        &deps.db,
+        &invoice.id,
+        &stored.relative_path,
+        &stored.sha256,
+        i64::try_from(stored.size).unwrap_or(i64::MAX),
+    )
+    .await?;
+    Ok(())
+}
+
+async fn mail_customer(
+    deps: &OrderDeps,
+    order: &Commande,
+    customer: &User,
+) -> Result<(), EngineError> {
+    let invoice = invoice_of(deps, order).await?;
+    let (path, sha) = match (&invoice.pdf_path, &invoice.pdf_sha256) {
+        (Some(p), Some(s)) => (p.clone(), s.clone()),
+        _ => {
+            return Err(EngineError::Corrupt(format!(
+                "invoice {} has no stored PDF",
+                invoice.number
+            )))
+        }
+    };
+    metrics::enqueued(ActorKind::StorageWriter);
+    let pdf = deps
+        .storage
+        .send(crate::messages::ReadInvoice {
+            relative_path: path,
+            sha256: sha,
+        })
+        .await??;
+    let mail = OutgoingMail::new(
+        customer.email.clone(),
+        MailContent::PaymentConfirmation {
+            first_name: customer.prenom.clone(),
+            invoice_number: invoice.number.clone(),
+            amount: Cents(invoice.amount_cents),
+            order_title: order.titre.clone(),
+            new_account: order.is_guest && !customer.is_active,
+        },
+    )
+    .attachment(Attachment::invoice_pdf(&invoice.number, pdf))
+    .invoice_id(invoice.id.clone())
+    .commande_id(order.id.clone())
+    .dedupe_key(format!("invoice:{}", invoice.id));
+    send_mail(deps, mail).await?;
+    if let Err(current) = invoices::set_status(&deps.db, &invoice.id, InvoiceStatus::Sent).await? {
+        // An admin moved it on already (PAID, CANCELLED...): leave their decision.
+        tracing::info!(number = %invoice.number, status = current.as_str(), "invoice not marked SENT");
+    }
+    Ok(())
+}
+
+async fn notify_admins(
+    deps: &OrderDeps,
+    order: &Commande,
+    customer: &User,
+) -> Result<(), EngineError> {
+    let invoice = invoices::find_by_commande(&deps.db, &order.id).await?;
+    publish(
+        deps,
+        DomainEvent::PaymentReceived {
+            commande_id: order.id.clone(),
+            customer_name: format!("{} {}", customer.prenom, customer.nom),
+            customer_email: customer.email.clone(),
+            amount: Cents(order.amount_cents),
+            order_title: order.titre.clone(),
+            guest: order.is_guest,
+            stripe_session_id: order.stripe_session_id.clone(),
+            invoice_id: invoice.as_ref().map(|i| i.id.clone()),
+            invoice_number: invoice.map(|i| i.number),
+        },
+        format!("payment:{}", order.id),
+    )
+    .await
+}
+
+async fn send_mail(deps: &OrderDeps, mail: OutgoingMail) -> Result<(), EngineError> {
+    metrics::enqueued(ActorKind::Mailer);
+    let outcome = deps.mailer.send(SendMail(mail)).await??;
+    if outcome.is_sent() {
+        Ok(())
+    } else {
+        Err(EngineError::NotDelivered(
+            outcome.last_error.unwrap_or_else(|| "not sent".into()),
+        ))
+    }
+}
+
+async fn publish(deps: &OrderDeps, event: DomainEvent, key: String) -> Result<(), EngineError> {
+    metrics::enqueued(ActorKind::NotificationBus);
+    deps.bus
+        .send(Publish {
+            event,
+            dedupe_key: Some(key),
+        })
+        .await?
+}

@@ -1,0 +1,186 @@
+//! WebhookReceiver: the durable append behind every acknowledgement, batched.
+//!
+//! Group commit: while one batch is being committed, new events wait in a buffer; when the
+//! commit ends, everything that arrived meanwhile goes out in the next single transaction.
+//! At low load a batch is one event (no added latency); under load the cost of a commit is
+//! shared by every request waiting on it. Each caller gets its answer only after the
+//! transaction holding its event has committed. Accepted events are then handed to the
+//! OrderRegistry with `try_send`: if its mailbox is full, the recovery sweep finds them.
+
+use std::time::Instant;
+
+use actix::prelude::*;
+use facture_core::db::Db;
+use facture_core::events::{self, Appended, NewEvent};
+use facture_core::stripe::{self, SignatureError, StripeEvent};
+use tokio::sync::oneshot;
+
+use crate::error::EngineError;
+use crate::messages::{AppendEvent, ProcessEvent};
+use crate::metrics::{self, ActorKind};
+use crate::order_registry::OrderRegistry;
+
+/// Why a webhook request is refused before anything is stored.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("the Stripe-Signature header is missing")]
+    MissingSignature,
+    #[error(transparent)]
+    Signature(#[from] SignatureError),
+    #[error("{0}")]
+    MalformedEvent(String),
+}
+
+impl Refusal {
+    pub fn code(&self) -> &'static str {
+        match self {
+            Refusal::MissingSignature => "missing_signature",
+            Refusal::Signature(e) => e.code(),
+            Refusal::MalformedEvent(_) => "malformed_event",
+        }
+    }
+}
+
+/// Verifies a webhook request and decodes its event. Pure CPU work, run by the HTTP
+/// worker that received the request so the receiver actor only does the append.
+pub fn verify_request(
+    signature: Option<&str>,
+    body: &[u8],
+    secrets: &[String],
+    tolerance_secs: u64,
+    now: i64,
+) -> Result<(StripeEvent, NewEvent), Refusal> {
+    let header = signature.ok_or(Refusal::MissingSignature)?;
+    stripe::verify(header, body, secrets, tolerance_secs, now)?;
+    let event = stripe::decode_event(body).map_err(|e| Refusal::MalformedEvent(e.to_string()))?;
+    // The body decoded as JSON, so it is UTF-8.
+    let payload = String::from_utf8_lossy(body).into_owned();
+    let new = NewEvent {
+        stripe_event_id: event.id.clone(),
+        event_type: event.event_type.clone(),
+        payload,
+        session_id: event.session_id().map(str::to_owned),
+    };
+    Ok((event, new))
+}
+
+type Waiter = oneshot::Sender<Result<Appended, EngineError>>;
+
+pub struct WebhookReceiver {
+    db: Db,
+    registry: Addr<OrderRegistry>,
+    buffer: Vec<(NewEvent, Waiter, Instant)>,
+    committing: bool,
+    max_batch: usize,
+    mailbox_capacity: usize,
+}
+
+impl WebhookReceiver {
+    pub fn new(
+        db: Db,
+        registry: Addr<OrderRegistry>,
+        max_batch: usize,
+        mailbox_capacity: usize,
+    ) -> Self {
+        Self {
+            db,
+            registry,
+            buffer: Vec::new(),
+            committing: false,
+            max_batch,
+            mailbox_capacity,
+        }
+    }
+
+    fn commit_next_batch(&mut self, ctx: &mut Context<Self>) {
+        if self.committing || self.buffer.is_empty() {
+            return;
+        }
+        let take = self.buffer.len().min(self.max_batch);
+        let batch: Vec<_> = self.buffer.drain(..take).collect();
+        self.committing = true;
+        let db = self.db.clone();
+        let events: Vec<NewEvent> = batch.iter().map(|(e, _, _)| e.clone()).collect();
+        metrics::batch_size(events.len());
+        let started = Instant::now();
+        let commit = async move { events::append_batch(&db, &events).await };
+        ctx.spawn(commit.into_actor(self).map(move |result, act, ctx| {
+            act.committing = false;
+            metrics::handled(
+                ActorKind::WebhookReceiver,
+                started.elapsed(),
+                result.is_ok(),
+            );
+            act.answer(batch, result);
+            act.commit_next_batch(ctx);
+        }));
+    }
+
+    fn answer(
+        &self,
+        batch: Vec<(NewEvent, Waiter, Instant)>,
+        result: Result<Vec<Appended>, facture_core::db::DbError>,
+    ) {
+        match result {
+            Ok(outcomes) => {
+                for ((event, waiter, received), outcome) in batch.into_iter().zip(outcomes) {
+                    if let Appended::Inserted(id) = &outcome {
+                        let key = event.session_id.clone().unwrap_or_else(|| id.clone());
+                        metrics::enqueued(ActorKind::OrderRegistry);
+                        if self
+                            .registry
+                            .try_send(ProcessEvent {
+                                event_id: id.clone(),
+                                key,
+                            })
+                            .is_err()
+                        {
+                            metrics::dequeued(ActorKind::OrderRegistry);
+                            tracing::warn!(event = %event.stripe_event_id, "order registry busy: the sweep will route this event");
+                        }
+                    }
+                    metrics::ack_latency(received.elapsed());
+                    let _ = waiter.send(Ok(outcome));
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, events = batch.len(), "webhook append failed: answering 503");
+                let message = format!("the event could not be committed: {e}");
+                for (_, waiter, _) in batch {
+                    let _ = waiter.send(Err(EngineError::Unavailable(message.clone())));
+                }
+            }
+        }
+    }
+}
+
+impl Actor for WebhookReceiver {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(self.mailbox_capacity);
+    }
+}
+
+impl Supervised for WebhookReceiver {
+    fn restarting(&mut self, _: &mut Self::Context) {
+        metrics::restarted(ActorKind::WebhookReceiver);
+        self.committing = false;
+    }
+}
+
+impl Handler<AppendEvent> for WebhookReceiver {
+    type Result = ResponseFuture<Result<Appended, EngineError>>;
+
+    fn handle(&mut self, msg: AppendEvent, ctx: &mut Self::Context) -> Self::Result {
+        metrics::dequeued(ActorKind::WebhookReceiver);
+        let (tx, rx) = oneshot::channel();
+        self.buffer.push((msg.0, tx, Instant::now()));
+        self.commit_next_batch(ctx);
+        Box::pin(async move {
+            rx.await.unwrap_or_else(|_| {
+                Err(EngineError::Unavailable("webhook receiver stopped".into()))
+            })
+        })
+    }
+}

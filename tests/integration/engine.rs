@@ -1,0 +1,409 @@
+//! The engine end to end: a signed payment becomes a paid order, one numbered invoice, a
+//! stored PDF, a mail with the PDF received by a real SMTP server, and an admin notice —
+//! exactly once, whatever Stripe's redeliveries, and across a restart.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use facture_core::db::models::{Commande, Invoice};
+use facture_core::events;
+use facture_core::invoices;
+use facture_core::mail::Deliveries;
+use facture_core::notifications::NotificationStore;
+use facture_core::orders::{self, step, NewOrder, NewPendingOrder};
+use facture_core::storage::sha256_hex;
+use facture_core::testkit::smtp::SmtpSink;
+
+use crate::helpers::{eventually, spawn_app_on, spawn_app_with, with_smtp, TestApp};
+use crate::stripe::{completed, evt, session, session_event};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+async fn customer_order(app: &TestApp, email: &str, amount: i64) -> Commande {
+    orders::create_order(
+        &app.db,
+        &NewOrder {
+            email: email.into(),
+            prenom: "Émilie".into(),
+            nom: "Durand".into(),
+            titre: "Correction d’un roman".into(),
+            description: "Relecture orthotypographique, 320 pages.".into(),
+            amount_cents: amount,
+            session_id: session(),
+        },
+    )
+    .await
+    .expect("order created")
+}
+
+fn session_of(c: &Commande) -> String {
+    c.stripe_session_id.clone().expect("session id")
+}
+
+/// Waits until the order's pipeline is done and returns its invoice.
+async fn invoiced(app: &TestApp, commande_id: &str) -> Invoice {
+    eventually("the order's pipeline to finish", WAIT, || async {
+        let c = orders::find(&app.db, commande_id).await.unwrap()?;
+        (c.pipeline.as_deref() == Some(step::DONE)).then_some(())
+    })
+    .await;
+    invoices::find_by_commande(&app.db, commande_id)
+        .await
+        .unwrap()
+        .expect("an invoice")
+}
+
+fn stored_pdf(app: &TestApp, invoice: &Invoice) -> Vec<u8> {
+    let path = app
+        .settings
+        .storage
+        .root
+        .join(invoice.pdf_path.as_deref().expect("pdf path"));
+    std::fs::read(path).expect("the PDF is on disk")
+}
+
+#[actix_web::test]
+async fn a_paid_checkout_is_invoiced_stored_mailed_and_notified() {
+    let smtp = SmtpSink::start().await;
+    let app = spawn_app_with(with_smtp(&smtp)).await;
+    let order = customer_order(&app, "emilie@example.fr", 12_000).await;
+
+    let (status, _) = app
+        .deliver(completed(&evt(), &session_of(&order), 12_000))
+        .await;
+    assert_eq!(status, 200);
+
+    let invoice = invoiced(&app, &order.id).await;
+    let paid = orders::find(&app.db, &order.id).await.unwrap().unwrap();
+    assert_eq!(paid.payment_status, "paid");
+    assert_eq!(paid.statut, "EN_COURS");
+    let year = chrono::Utc::now().format("%Y");
+    assert_eq!(invoice.number, format!("FAC-{year}-000001"));
+    assert_eq!((invoice.amount_cents, invoice.tax_cents), (12_000, 2_000));
+    assert_eq!(invoice.status, "SENT");
+
+    let pdf = stored_pdf(&app, &invoice);
+    assert!(pdf.starts_with(b"%PDF-"));
+    assert_eq!(
+        invoice.pdf_sha256.as_deref(),
+        Some(sha256_hex(&pdf).as_str())
+    );
+
+    let mails = smtp.wait_for(2, WAIT).await;
+    let to_customer: Vec<_> = mails
+        .iter()
+        .filter(|m| m.recipients == ["emilie@example.fr"])
+        .collect();
+    assert_eq!(to_customer.len(), 1, "one mail to the customer");
+    let mail = to_customer[0].parse();
+    assert!(mail.subject.contains(&invoice.number), "{}", mail.subject);
+    let attachment = &mail.attachments[0];
+    assert_eq!(attachment.content_type, "application/pdf");
+    assert_eq!(
+        attachment.filename.as_deref(),
+        Some(format!("{}.pdf", invoice.number).as_str())
+    );
+    assert_eq!(attachment.bytes, pdf, "the attachment is the stored PDF");
+    assert!(
+        mails
+            .iter()
+            .any(|m| m.recipients == [app.settings.mail.admin.clone()]),
+        "the admin is told"
+    );
+
+    let store = NotificationStore::new(app.db.clone());
+    let notice = store
+        .find_by_dedupe_key(&format!("payment:{}", order.id))
+        .await
+        .unwrap()
+        .expect("an admin notification");
+    assert_eq!(notice.kind, "PAYMENT");
+}
+
+#[actix_web::test]
+async fn a_guest_checkout_creates_the_account_and_sends_the_activation_mail() {
+    let smtp = SmtpSink::start().await;
+    let app = spawn_app_with(with_smtp(&smtp)).await;
+    let guest_session = session();
+    orders::create_pending_order(
+        &app.db,
+        &NewPendingOrder {
+            prenom: "Jeanne".into(),
+            nom: "Martin".into(),
+            email: "jeanne@example.fr".into(),
+            telephone: Some("+33 6 12 34 56 78".into()),
+            adresse: Some("3 rue Racine\n69002 Lyon".into()),
+            titre: "Relecture de mémoire".into(),
+            description: "Mémoire de master, 80 pages".into(),
+            amount_cents: 4_990,
+            nombre_pages: Some(80),
+            session_id: guest_session.clone(),
+        },
+    )
+    .await
+    .unwrap();
+
+    assert_eq!(
+        app.deliver(completed(&evt(), &guest_session, 4_990))
+            .await
+            .0,
+        200
+    );
+
+    let order = eventually("the guest's order", WAIT, || async {
+        orders::find_by_session(&app.db, &guest_session)
+            .await
+            .unwrap()
+    })
+    .await;
+    let invoice = invoiced(&app, &order.id).await;
+    let user = orders::find_user(&app.db, &order.user_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(user.email, "jeanne@example.fr");
+    assert!(!user.is_active, "a guest account waits for activation");
+    assert_eq!(order.statut, "PAYEE");
+    assert!(order.is_guest);
+
+    let mails = smtp.wait_for(3, WAIT).await;
+    let to_jeanne: Vec<_> = mails
+        .iter()
+        .filter(|m| m.recipients == ["jeanne@example.fr"])
+        .map(|m| m.parse())
+        .collect();
+    assert_eq!(to_jeanne.len(), 2, "activation + invoice");
+    let activation = to_jeanne
+        .iter()
+        .find(|m| m.attachments.is_empty())
+        .expect("the activation mail");
+    assert!(activation.text.as_deref().unwrap_or("").contains("token="));
+    assert!(to_jeanne
+        .iter()
+        .any(|m| m.subject.contains(&invoice.number)));
+
+    // A second guest checkout with the same email reuses the account: no activation mail.
+    let again = session();
+    orders::create_pending_order(
+        &app.db,
+        &NewPendingOrder {
+            prenom: "Jeanne".into(),
+            nom: "Martin".into(),
+            email: "jeanne@example.fr".into(),
+            telephone: None,
+            adresse: None,
+            titre: "Seconde relecture".into(),
+            description: "Corrections".into(),
+            amount_cents: 2_000,
+            nombre_pages: None,
+            session_id: again.clone(),
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(app.deliver(completed(&evt(), &again, 2_000)).await.0, 200);
+    let second = eventually("the second order", WAIT, || async {
+        orders::find_by_session(&app.db, &again).await.unwrap()
+    })
+    .await;
+    invoiced(&app, &second.id).await;
+    assert_eq!(second.user_id, user.id, "same customer, no new account");
+    let deliveries = Deliveries::new(app.db.clone());
+    let activations: Vec<_> = deliveries
+        .list(None, 1, 100)
+        .await
+        .unwrap()
+        .0
+        .into_iter()
+        .filter(|d| d.kind == "account_activation")
+        .collect();
+    assert_eq!(activations.len(), 1);
+}
+
+#[actix_web::test]
+async fn fifty_payments_delivered_three_times_shuffled_give_fifty_gapless_invoices() {
+    let app = spawn_app_with(|f| f).await;
+    let mut orders_made = Vec::new();
+    let mut bodies = Vec::new();
+    for i in 0..50 {
+        let order = customer_order(&app, &format!("client{i}@example.fr"), 1_000 + i).await;
+        let body = completed(&evt(), &session_of(&order), 1_000 + i);
+        for _ in 0..3 {
+            bodies.push((facture_core::random_hex(4), body.clone()));
+        }
+        orders_made.push(order);
+    }
+    bodies.sort();
+    let answers =
+        futures_util::future::join_all(bodies.into_iter().map(|(_, body)| app.deliver(body))).await;
+    assert!(
+        answers.iter().all(|(status, _)| *status == 200),
+        "{answers:?}"
+    );
+    let duplicates = answers
+        .iter()
+        .filter(|(_, j)| j["duplicate"] == true)
+        .count();
+    assert_eq!(duplicates, 100);
+
+    let mut numbers = BTreeSet::new();
+    for order in &orders_made {
+        let invoice = invoiced(&app, &order.id).await;
+        numbers.insert(invoice.sequence);
+    }
+    assert_eq!(numbers, (1..=50).collect::<BTreeSet<i64>>());
+    assert_eq!(events::count_all(&app.db).await.unwrap(), 50);
+}
+
+#[actix_web::test]
+async fn webhooks_are_acknowledged_while_the_renderer_pool_is_saturated() {
+    let app = spawn_app_with(|f| f).await;
+    let gate = app.engine.render_gate();
+    let mut made = Vec::new();
+    {
+        let _held = gate.hold();
+        for i in 0..20 {
+            let order = customer_order(&app, &format!("busy{i}@example.fr"), 5_000).await;
+            let (status, _) = app
+                .deliver(completed(&evt(), &session_of(&order), 5_000))
+                .await;
+            assert_eq!(status, 200, "acknowledged while every render is held");
+            made.push(order);
+        }
+        // Nothing got past the renderer while it was held.
+        for order in &made {
+            let invoice = invoices::find_by_commande(&app.db, &order.id)
+                .await
+                .unwrap();
+            assert!(invoice.is_none_or(|i| i.pdf_sha256.is_none()));
+        }
+    }
+    for order in &made {
+        let invoice = invoiced(&app, &order.id).await;
+        assert!(invoice.pdf_sha256.is_some());
+    }
+}
+
+#[actix_web::test]
+async fn a_crash_between_render_and_mail_is_finished_after_restart_exactly_once() {
+    let smtp = SmtpSink::start().await;
+    let app = spawn_app_with(|f| with_smtp(&smtp)(f).merge(("engine.halt_before", "mail"))).await;
+    let order = customer_order(&app, "crash@example.fr", 9_900).await;
+    assert_eq!(
+        app.deliver(completed(&evt(), &session_of(&order), 9_900))
+            .await
+            .0,
+        200
+    );
+    let rendered = eventually("the render step to finish", WAIT, || async {
+        let c = orders::find(&app.db, &order.id).await.unwrap()?;
+        (c.pipeline.as_deref() == Some(step::MAIL)).then_some(())
+    })
+    .await;
+    let _ = rendered;
+    let before = invoices::find_by_commande(&app.db, &order.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(before.pdf_sha256.is_some());
+    assert!(
+        smtp.messages().is_empty(),
+        "nothing mailed before the crash"
+    );
+    let (test_db, dir) = app.stop().await;
+
+    // A new process on the same database and folder: the sweep finishes the order.
+    let app = spawn_app_on(test_db, dir, with_smtp(&smtp)).await;
+    let after = invoiced(&app, &order.id).await;
+    assert_eq!(after.id, before.id, "the same invoice, not a second one");
+    assert_eq!(after.number, before.number);
+    let mails = smtp.wait_for(2, WAIT).await;
+    assert_eq!(
+        mails
+            .iter()
+            .filter(|m| m.recipients == ["crash@example.fr"])
+            .count(),
+        1,
+        "one customer mail"
+    );
+}
+
+#[actix_web::test]
+async fn a_late_failure_never_unpays_and_orphans_are_kept() {
+    let app = spawn_app_with(|f| f).await;
+    let order = customer_order(&app, "late@example.fr", 3_000).await;
+    let s = session_of(&order);
+    assert_eq!(app.deliver(completed(&evt(), &s, 3_000)).await.0, 200);
+    invoiced(&app, &order.id).await;
+    let failed = session_event("checkout.session.async_payment_failed", &evt(), &s, 3_000);
+    assert_eq!(app.deliver(failed).await.0, 200);
+    let orphan = completed(&evt(), &session(), 777);
+    assert_eq!(app.deliver(orphan).await.0, 200);
+    eventually("every event to be handled", WAIT, || async {
+        (events::count_by_status(&app.db, events::status::RECEIVED)
+            .await
+            .unwrap()
+            == 0)
+            .then_some(())
+    })
+    .await;
+    let order = orders::find(&app.db, &order.id).await.unwrap().unwrap();
+    assert_eq!(order.payment_status, "paid");
+    assert_eq!(
+        events::count_by_status(&app.db, events::status::ORPHAN)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        events::count_by_status(&app.db, events::status::IGNORED)
+            .await
+            .unwrap(),
+        1
+    );
+}
+
+#[actix_web::test]
+async fn a_failure_before_payment_marks_the_order_failed_then_payment_wins() {
+    let app = spawn_app_with(|f| f).await;
+    let order = customer_order(&app, "async@example.fr", 4_000).await;
+    let s = session_of(&order);
+    let failed = session_event("checkout.session.async_payment_failed", &evt(), &s, 4_000);
+    assert_eq!(app.deliver(failed).await.0, 200);
+    eventually("the failure to be applied", WAIT, || async {
+        let c = orders::find(&app.db, &order.id).await.unwrap()?;
+        (c.payment_status == "failed").then_some(())
+    })
+    .await;
+    let succeeded = session_event(
+        "checkout.session.async_payment_succeeded",
+        &evt(),
+        &s,
+        4_000,
+    );
+    assert_eq!(app.deliver(succeeded).await.0, 200);
+    let invoice = invoiced(&app, &order.id).await;
+    assert_eq!(invoice.amount_cents, 4_000);
+}
+
+#[actix_web::test]
+async fn sessions_from_other_sources_are_acknowledged_and_ignored() {
+    let app = spawn_app_with(|f| f.merge(("stripe.allowed_sources", "correction-site"))).await;
+    let order = customer_order(&app, "source@example.fr", 1_500).await;
+    assert_eq!(
+        app.deliver(completed(&evt(), &session_of(&order), 1_500))
+            .await
+            .0,
+        200
+    );
+    eventually("the event to be ignored", WAIT, || async {
+        (events::count_by_status(&app.db, events::status::IGNORED)
+            .await
+            .unwrap()
+            == 1)
+            .then_some(())
+    })
+    .await;
+    let order = orders::find(&app.db, &order.id).await.unwrap().unwrap();
+    assert_eq!(order.payment_status, "pending");
+}

@@ -1,0 +1,167 @@
+//! POST /payments/webhook: what is refused, what is acknowledged, and that an
+//! acknowledgement means the event is stored.
+
+use facture_core::events;
+use facture_core::stripe::sign;
+
+use crate::helpers::{spawn_app, spawn_app_with, TestApp, SECRETS};
+use crate::stripe::{completed, evt, now, session, signed};
+
+async fn stored_events(app: &TestApp) -> i64 {
+    events::count_all(&app.db).await.unwrap()
+}
+
+async fn assert_refused(
+    app: &TestApp,
+    body: Vec<u8>,
+    sig: Option<String>,
+    status: u16,
+    code: &str,
+) {
+    let (got, json) = app.post_webhook(body, sig).await;
+    assert_eq!(
+        (got, json["error"].as_str()),
+        (status, Some(code)),
+        "{json}"
+    );
+    assert!(json["message"].as_str().is_some_and(|m| !m.is_empty()));
+}
+
+#[actix_web::test]
+async fn a_signed_event_is_stored_before_the_answer() {
+    let app = spawn_app().await;
+    let id = evt();
+    let (status, json) = app.deliver(completed(&id, &session(), 1000)).await;
+    assert_eq!(status, 200, "{json}");
+    assert_eq!(json, serde_json::json!({"received": true}));
+    // Committed before the 200: no waiting needed.
+    assert_eq!(stored_events(&app).await, 1);
+}
+
+#[actix_web::test]
+async fn a_redelivered_event_is_acknowledged_as_duplicate_and_stored_once() {
+    let app = spawn_app().await;
+    let body = completed(&evt(), &session(), 1000);
+    assert_eq!(app.deliver(body.clone()).await.0, 200);
+    let (status, json) = app.deliver(body).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        json,
+        serde_json::json!({"received": true, "duplicate": true})
+    );
+    assert_eq!(stored_events(&app).await, 1);
+}
+
+#[actix_web::test]
+async fn refusals_store_nothing() {
+    let app = spawn_app().await;
+    let body = completed(&evt(), &session(), 1000);
+    assert_refused(&app, body.clone(), None, 400, "missing_signature").await;
+    assert_refused(
+        &app,
+        body.clone(),
+        Some("garbage".into()),
+        400,
+        "invalid_signature",
+    )
+    .await;
+    let wrong_secret = sign(&body, "whsec_someone_else", now());
+    assert_refused(
+        &app,
+        body.clone(),
+        Some(wrong_secret),
+        400,
+        "invalid_signature",
+    )
+    .await;
+    let other_body = sign(b"{}", SECRETS[0], now());
+    assert_refused(
+        &app,
+        body.clone(),
+        Some(other_body),
+        400,
+        "invalid_signature",
+    )
+    .await;
+    let stale = sign(&body, SECRETS[0], now() - 301);
+    assert_refused(
+        &app,
+        body.clone(),
+        Some(stale),
+        400,
+        "timestamp_out_of_tolerance",
+    )
+    .await;
+    let future = sign(&body, SECRETS[0], now() + 301);
+    assert_refused(
+        &app,
+        body.clone(),
+        Some(future),
+        400,
+        "timestamp_out_of_tolerance",
+    )
+    .await;
+    let not_json = b"this is not json".to_vec();
+    assert_refused(
+        &app,
+        not_json.clone(),
+        Some(signed(&not_json)),
+        400,
+        "malformed_event",
+    )
+    .await;
+    let not_event = br#"{"id":"cus_1","object":"customer"}"#.to_vec();
+    assert_refused(
+        &app,
+        not_event.clone(),
+        Some(signed(&not_event)),
+        400,
+        "malformed_event",
+    )
+    .await;
+    assert_eq!(stored_events(&app).await, 0);
+}
+
+#[actix_web::test]
+async fn an_oversized_body_is_refused_with_413() {
+    let app = spawn_app_with(|f| f.merge(("server.webhook_body_limit", 4096))).await;
+    let mut body = completed(&evt(), &session(), 1000);
+    body.extend(std::iter::repeat_n(b' ', 5000));
+    let sig = signed(&body);
+    assert_refused(&app, body, Some(sig), 413, "payload_too_large").await;
+    assert_eq!(stored_events(&app).await, 0);
+}
+
+#[actix_web::test]
+async fn an_event_signed_with_the_rotated_secret_is_accepted() {
+    let app = spawn_app().await;
+    let body = completed(&evt(), &session(), 1000);
+    let sig = sign(&body, SECRETS[1], now());
+    let (status, _) = app.post_webhook(body, Some(sig)).await;
+    assert_eq!(status, 200);
+    assert_eq!(stored_events(&app).await, 1);
+}
+
+#[actix_web::test]
+async fn unknown_event_types_and_fields_are_stored_and_ignored() {
+    let app = spawn_app().await;
+    let mut event: serde_json::Value =
+        serde_json::from_slice(&completed(&evt(), &session(), 1000)).unwrap();
+    event["type"] = "invoice.created".into();
+    event["api_version"] = "2099-01-01.future".into();
+    event["brand_new_field"] = serde_json::json!({"nested": [1, 2, 3]});
+    let (status, _) = app.deliver(serde_json::to_vec(&event).unwrap()).await;
+    assert_eq!(status, 200);
+    crate::helpers::eventually(
+        "the event to be marked ignored",
+        std::time::Duration::from_secs(10),
+        || async {
+            (events::count_by_status(&app.db, events::status::IGNORED)
+                .await
+                .unwrap()
+                == 1)
+                .then_some(())
+        },
+    )
+    .await;
+}
