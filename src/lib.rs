@@ -2,6 +2,7 @@
 //! `facture-actors`, the domain in `facture-core`.
 
 pub mod cli;
+pub mod commands;
 pub mod error;
 pub mod routes;
 pub mod startup;

@@ -1,7 +1,8 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use facture::cli::{Cli, Command};
+use facture::cli::{Cli, Command, OrdersCommand};
+use facture::commands;
 use facture::{startup, telemetry};
 use facture_core::config::Settings;
 
@@ -28,5 +29,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{applied} migration(s) applied");
             Ok(())
         }
+        Command::RenderSample { out } => commands::render_sample::run(&settings, &out),
+        Command::Orders(OrdersCommand::Create(args)) => {
+            block_on(commands::orders::create(&settings, args))
+        }
+        Command::SimulatePayment(args) => block_on(commands::simulate_payment::run(settings, args)),
+        Command::Replay(args) => block_on(commands::replay::run(&settings, args)),
     }
+}
+
+/// One-off commands run on a small actix system (awc needs one).
+fn block_on<F: std::future::Future<Output = anyhow::Result<()>>>(f: F) -> anyhow::Result<()> {
+    actix_web::rt::System::new().block_on(f)
 }

@@ -23,6 +23,10 @@ pub enum EngineError {
     Corrupt(String),
     #[error("an actor is unavailable: {0}")]
     Unavailable(String),
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("{0}")]
+    Unsupported(String),
     /// A test hook stopped the pipeline here (see `engine.halt_before`).
     #[error("halted before step {0}")]
     Halted(String),

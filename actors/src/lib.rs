@@ -19,6 +19,7 @@ pub mod mailer;
 pub mod messages;
 pub mod metrics;
 pub mod notification_bus;
+pub mod operations;
 pub mod order_actor;
 pub mod order_registry;
 pub mod storage_writer;

@@ -166,3 +166,33 @@ fn help_and_version() {
     let out = facture().arg("--version").output().unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains(env!("CARGO_PKG_VERSION")));
 }
+
+#[test]
+fn render_sample_writes_a_pdf_of_the_configured_company() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("sample.pdf");
+    let res = facture()
+        .current_dir(dir.path())
+        .env("FACTURE__COMPANY__NAME", "Plume Éditions")
+        .args(["render-sample", "--out", out.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        res.status.success(),
+        "{}",
+        String::from_utf8_lossy(&res.stderr)
+    );
+    let pdf = std::fs::read(&out).unwrap();
+    assert!(pdf.starts_with(b"%PDF-"));
+    let doc = lopdf::Document::load_mem(&pdf).expect("lopdf parses it");
+    assert_eq!(doc.get_pages().len(), 1);
+    if let Ok(text) = std::process::Command::new("pdftotext")
+        .args([out.to_str().unwrap(), "-"])
+        .output()
+    {
+        let text = String::from_utf8_lossy(&text.stdout);
+        assert!(text.contains("Plume Éditions"), "{text}");
+    } else {
+        assert!(std::env::var("CI").is_err(), "CI installs pdftotext");
+    }
+}

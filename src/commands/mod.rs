@@ -1,0 +1,16 @@
+//! The subcommands other than `serve` and `migrate`.
+
+pub mod orders;
+pub mod render_sample;
+pub mod replay;
+pub mod simulate_payment;
+
+use facture_core::config::Settings;
+use facture_core::db::Db;
+
+/// Opens (and migrates) the configured database for a one-off command.
+pub async fn open_db(settings: &Settings) -> anyhow::Result<Db> {
+    let url = settings.database_url()?;
+    facture_core::db::run_migrations(&url, settings.database.busy_timeout_ms).await?;
+    Ok(Db::connect(&url, 2, settings.database.busy_timeout_ms).await?)
+}
