@@ -47,12 +47,30 @@ pub enum Command {
     SimulatePayment(SimulatePayment),
     /// Re-drive stored webhook events (and dead-lettered order steps) through the engine.
     Replay(Replay),
+    /// Accounts.
+    #[command(subcommand)]
+    Users(UsersCommand),
+    /// Load test: create orders, post their signed payments to a running facture, report.
+    Loadgen(LoadgenArgs),
 }
 
 #[derive(Debug, Subcommand)]
 pub enum OrdersCommand {
     /// Create a customer order waiting for payment; prints its id and session id.
     Create(CreateOrder),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UsersCommand {
+    /// Create an ADMIN account, or promote the account with this email, and set its
+    /// password. Without --password-stdin a random password is generated and printed.
+    CreateAdmin {
+        #[arg(long)]
+        email: String,
+        /// Read the password from the first line of standard input (12 characters or more).
+        #[arg(long)]
+        password_stdin: bool,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -93,4 +111,41 @@ pub struct Replay {
     /// Only this Stripe event.
     #[arg(long)]
     pub event: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct LoadgenArgs {
+    /// Base URL of the running facture (default: from server.host and server.port).
+    #[arg(long)]
+    pub url: Option<String>,
+    /// Webhook secret to sign with (default: the first configured one).
+    #[arg(long)]
+    pub secret: Option<String>,
+    /// Orders to create (through the configured database) and pay.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    pub orders: u64,
+    /// Events per second (all deliveries, duplicates included).
+    #[arg(long, default_value_t = 500.0, conflicts_with = "burst")]
+    pub rate: f64,
+    /// Send as fast as the concurrency allows instead of at --rate.
+    #[arg(long)]
+    pub burst: bool,
+    /// Requests in flight at once (and pooled connections).
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=4096))]
+    pub concurrency: u64,
+    /// Deliver each event this many times (Stripe redelivers).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=100))]
+    pub duplicates: u64,
+    /// Deliver in random order (duplicates scattered) instead of order by order.
+    #[arg(long)]
+    pub shuffle: bool,
+    /// Guest checkouts (pending orders: the payment creates the customer and the order).
+    #[arg(long)]
+    pub guest: bool,
+    /// Seconds to wait for every invoice to be mailed after the last delivery (0: don't wait).
+    #[arg(long, default_value_t = 600)]
+    pub wait_secs: u64,
+    /// Print the report as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
 }

@@ -1,7 +1,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use facture::cli::{Cli, Command, OrdersCommand};
+use facture::cli::{Cli, Command, OrdersCommand, UsersCommand};
 use facture::commands;
 use facture::{startup, telemetry};
 use facture_core::config::Settings;
@@ -35,6 +35,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::SimulatePayment(args) => block_on(commands::simulate_payment::run(settings, args)),
         Command::Replay(args) => block_on(commands::replay::run(&settings, args)),
+        Command::Users(UsersCommand::CreateAdmin {
+            email,
+            password_stdin,
+        }) => block_on(commands::users::create_admin(
+            &settings,
+            &email,
+            password_stdin,
+        )),
+        Command::Loadgen(args) => block_on(commands::loadgen::run(settings, args)),
     }
 }
 

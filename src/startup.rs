@@ -25,6 +25,7 @@ pub struct Application {
     server: Server,
     db: Db,
     engine: Engine,
+    metrics: crate::telemetry_metrics::Exposition,
 }
 
 impl Application {
@@ -45,8 +46,10 @@ impl Application {
         )
         .await
         .context("opening the database")?;
+        let metrics = crate::telemetry_metrics::Exposition::start(&settings, &db)?;
         // The actor tree starts before the server, so the first request finds it running.
         let engine = Engine::start(&settings, db.clone()).context("starting the actor tree")?;
+        let metrics_here = metrics.on_api_port();
         let address = format!("{}:{}", settings.server.host, settings.server.port);
         let listener = TcpListener::bind(&address).with_context(|| format!("binding {address}"))?;
         let port = listener.local_addr()?.port();
@@ -65,6 +68,7 @@ impl Application {
                 .app_data(path_config())
                 .wrap(middleware::Logger::new("%r %s %Dms").log_target("facture::http"))
                 .configure(|cfg| routes::configure(cfg, body_limit))
+                .configure(|cfg| routes::metrics::configure(cfg, metrics_here))
                 .default_service(web::to(routes::not_found))
         })
         .workers(workers)
@@ -77,6 +81,7 @@ impl Application {
             server,
             db,
             engine,
+            metrics,
         })
     }
 
@@ -96,8 +101,15 @@ impl Application {
         self.server.handle()
     }
 
+    /// The port serving /metrics when `metrics.port` is set (None: the API port serves it).
+    pub fn metrics_port(&self) -> Option<u16> {
+        self.metrics.port()
+    }
+
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        let result = self.server.await;
+        self.metrics.stop().await;
+        result
     }
 }
 

@@ -150,6 +150,7 @@ async fn process_event(deps: &OrderDeps, event_id: &str) -> Result<(), EngineErr
     let Some(row) = events::claim(&deps.db, event_id, &deps.node_id, deps.lease()).await? else {
         return Ok(()); // finished already, or another process has it
     };
+    metrics::event_claimed(row.session_id.as_deref(), row.received_at);
     let event = match facture_core::stripe::decode_event(row.payload.as_bytes()) {
         Ok(e) => e,
         Err(e) => {
@@ -259,6 +260,7 @@ async fn run_steps(deps: &OrderDeps, order: &mut Commande) -> Result<(), EngineE
             Ok(()) => {
                 let next = orders::advance(&deps.db, &order.id, current).await?;
                 order.pipeline = Some(next.to_owned());
+                metrics::step_done(current, order);
             }
             Err(e) => {
                 let error = e.to_string();

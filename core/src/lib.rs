@@ -2,6 +2,7 @@
 //! queries for SQLite and PostgreSQL), money, invoice numbering, the PDF, storage, mail and
 //! notifications. Nothing here knows about actix.
 
+pub mod catalog;
 pub mod config;
 pub mod db;
 pub mod events;
@@ -13,6 +14,7 @@ pub mod orders;
 pub mod pdf;
 pub mod storage;
 pub mod stripe;
+pub mod users;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 

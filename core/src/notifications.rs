@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use crate::db::models::{EmailDelivery, Notification};
 use crate::db::schema::notifications as n;
 use crate::db::{new_id, now, Db, DbError};
-use crate::mail::{AlertDetail, MailContent};
+use crate::mail::{AlertDetail, DeliveryOutcome, MailContent, MailError, Mailer, OutgoingMail};
 use crate::money::Cents;
 use crate::{with_conn, with_write_tx};
 
@@ -163,6 +163,28 @@ impl DomainEvent {
             attempts: delivery.attempts,
             invoice_id: delivery.invoice_id.clone(),
             commande_id: delivery.commande_id.clone(),
+        }
+    }
+
+    /// The order the event is about, if any.
+    pub fn commande_id(&self) -> Option<&str> {
+        match self {
+            DomainEvent::PaymentReceived { commande_id, .. }
+            | DomainEvent::InvoiceIssued { commande_id, .. }
+            | DomainEvent::StepFailed { commande_id, .. } => Some(commande_id),
+            DomainEvent::PaymentFailed { commande_id, .. }
+            | DomainEvent::AccountActivationSent { commande_id, .. }
+            | DomainEvent::DeliveryFailed { commande_id, .. } => commande_id.as_deref(),
+        }
+    }
+
+    /// The invoice the event is about, if any.
+    pub fn invoice_id(&self) -> Option<&str> {
+        match self {
+            DomainEvent::InvoiceIssued { invoice_id, .. } => Some(invoice_id),
+            DomainEvent::PaymentReceived { invoice_id, .. }
+            | DomainEvent::DeliveryFailed { invoice_id, .. } => invoice_id.as_deref(),
+            _ => None,
         }
     }
 
@@ -414,6 +436,16 @@ pub const MAX_PAGE_SIZE: u32 = 200;
 /// A position in the feed: the last row a subscriber has seen.
 pub type Cursor = (NaiveDateTime, String);
 
+/// What [`NotificationStore::record_and_mail`] did.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub notification: Notification,
+    /// False when the dedupe key was already recorded.
+    pub created: bool,
+    /// The admin mail's outcome, for important events.
+    pub admin_mail: Option<DeliveryOutcome>,
+}
+
 /// The `notifications` table. Cheap to clone.
 #[derive(Clone)]
 pub struct NotificationStore {
@@ -487,6 +519,34 @@ impl NotificationStore {
                 .first(conn)
                 .await?;
             Ok((existing, false))
+        })
+    }
+
+    /// [`record`](Self::record), then, for an important event, mails [`admin_mail`] to
+    /// `mail.admin`. The mail's dedupe key is `notification:<notification id>`, so calling
+    /// this again with the same `dedupe_key` (a re-driven step) sends it at most once,
+    /// and sends it if the first call stopped before mailing.
+    pub async fn record_and_mail(
+        &self,
+        mailer: &Mailer,
+        event: &DomainEvent,
+        dedupe_key: Option<&str>,
+    ) -> Result<Recorded, MailError> {
+        let (notification, created) = self.record(event, dedupe_key).await?;
+        let admin_mail = match admin_mail(event).filter(|_| is_important(event)) {
+            None => None,
+            Some(content) => {
+                let mut mail = OutgoingMail::new(mailer.admin_address(), content)
+                    .dedupe_key(format!("notification:{}", notification.id));
+                mail.commande_id = event.commande_id().map(str::to_owned);
+                mail.invoice_id = event.invoice_id().map(str::to_owned);
+                Some(mailer.send(mail).await?)
+            }
+        };
+        Ok(Recorded {
+            notification,
+            created,
+            admin_mail,
         })
     }
 

@@ -5,11 +5,14 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
+use facture_core::config::{self, MailTransportKind, Settings};
+use facture_core::mail::{DeliveryStatus, MailContent, Mailer};
 use facture_core::money::Cents;
 use facture_core::notifications::{
     cursor_of, is_important, DomainEvent, NotificationKind, NotificationStore, Priority,
 };
 use facture_core::testkit::db::TestDb;
+use facture_core::testkit::smtp::SmtpSink;
 
 fn payment(n: i64) -> DomainEvent {
     DomainEvent::PaymentReceived {
@@ -241,4 +244,60 @@ async fn a_follower_sees_every_row_while_writers_race() {
             .all(|w| (w[0].created_at, &w[0].id) < (w[1].created_at, &w[1].id)),
         "strictly ordered"
     );
+}
+
+#[tokio::test]
+async fn important_events_are_mailed_to_the_admin_once() {
+    use figment::providers::{Format, Toml};
+    let test_db = TestDb::new();
+    let db = test_db.connect().await;
+    let sink = SmtpSink::start().await;
+    let mut s =
+        Settings::from_figment(figment::Figment::from(Toml::string(config::DEFAULT_TOML))).unwrap();
+    s.mail.transport = MailTransportKind::Smtp;
+    s.mail.smtp_url = sink.url();
+    let mailer = Mailer::new(&s.mail, &s.app, db.clone()).unwrap();
+    let store = NotificationStore::new(db);
+
+    let first = store
+        .record_and_mail(&mailer, &payment(1), Some("evt_1"))
+        .await
+        .unwrap();
+    assert!(first.created);
+    let mail = first.admin_mail.expect("a payment is mailed");
+    assert_eq!(mail.status, DeliveryStatus::Sent);
+    assert_eq!(mail.delivery.kind, "admin_payment");
+    assert_eq!(mail.delivery.commande_id.as_deref(), Some("cmd-1"));
+    let again = store
+        .record_and_mail(&mailer, &payment(1), Some("evt_1"))
+        .await
+        .unwrap();
+    assert!(!again.created);
+    assert_eq!(again.notification.id, first.notification.id);
+    assert!(again.admin_mail.unwrap().already_sent);
+
+    let quiet = store
+        .record_and_mail(&mailer, &activation(1), Some("evt_2"))
+        .await
+        .unwrap();
+    assert!(quiet.created && quiet.admin_mail.is_none());
+
+    let received = sink.wait_for(1, Duration::from_secs(5)).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(sink.messages().len(), 1);
+    assert_eq!(received[0].recipients, vec!["admin@example.fr".to_owned()]);
+    let parsed = received[0].parse();
+    assert!(
+        parsed.subject.starts_with("Nouveau paiement"),
+        "{}",
+        parsed.subject
+    );
+    assert!(parsed
+        .text
+        .unwrap()
+        .contains("Émilie Durand <emilie@example.fr>"));
+    assert!(matches!(
+        facture_core::notifications::admin_mail(&payment(1)),
+        Some(MailContent::AdminPayment { .. })
+    ));
 }

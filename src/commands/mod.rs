@@ -1,9 +1,11 @@
 //! The subcommands other than `serve` and `migrate`.
 
+pub mod loadgen;
 pub mod orders;
 pub mod render_sample;
 pub mod replay;
 pub mod simulate_payment;
+pub mod users;
 
 use facture_core::config::Settings;
 use facture_core::db::Db;

@@ -1,6 +1,13 @@
 //! Every route, mounted in one place.
 
+pub mod admin_invoices;
+pub mod admin_ops;
+pub mod auth;
+pub mod customer_invoices;
 pub mod health;
+pub mod metrics;
+pub mod openapi;
+pub mod pagination;
 pub mod webhook;
 
 use actix_web::web;
@@ -11,6 +18,8 @@ pub fn configure(cfg: &mut web::ServiceConfig, webhook_body_limit: usize) {
     cfg.service(health::health)
         .service(health::ready)
         .service(webhook::scope(webhook_body_limit));
+    // Auth, admin and customer APIs, and /openapi.json (the list lives in openapi.rs).
+    openapi::configure(cfg);
 }
 
 /// Unknown routes answer in the project's error shape.

@@ -165,3 +165,47 @@ async fn unknown_event_types_and_fields_are_stored_and_ignored() {
     )
     .await;
 }
+
+/// Runs one statement on the app's database from outside the server (a plain thread:
+/// the PostgreSQL wrapper drives its own runtime).
+fn run_sql(app: &TestApp, sql: &'static str) {
+    let url = app.test_db.database_url().clone();
+    std::thread::spawn(move || {
+        use diesel::connection::SimpleConnection;
+        use diesel::Connection;
+        match url {
+            facture_core::config::DatabaseUrl::Sqlite(path) => {
+                diesel::sqlite::SqliteConnection::establish(&path.to_string_lossy())
+                    .unwrap()
+                    .batch_execute(sql)
+                    .unwrap();
+            }
+            facture_core::config::DatabaseUrl::Postgres(url) => {
+                diesel_async::async_connection_wrapper::AsyncConnectionWrapper::<
+                    diesel_async::AsyncPgConnection,
+                >::establish(&url)
+                .unwrap()
+                .batch_execute(sql)
+                .unwrap();
+            }
+        }
+    })
+    .join()
+    .unwrap();
+}
+
+#[actix_web::test]
+async fn when_the_event_cannot_be_committed_stripe_gets_503_never_2xx() {
+    let app = spawn_app().await;
+    run_sql(&app, "ALTER TABLE webhook_events RENAME TO webhook_events_away");
+    let body = completed(&evt(), &session(), 1000);
+    let (status, json) = app.deliver(body.clone()).await;
+    assert_eq!(status, 503, "{json}");
+    assert_eq!(json["error"], "unavailable");
+
+    // The database is back: Stripe's retry of the same event is accepted and stored.
+    run_sql(&app, "ALTER TABLE webhook_events_away RENAME TO webhook_events");
+    let (status, json) = app.deliver(body).await;
+    assert_eq!((status, json["received"].as_bool()), (200, Some(true)), "{json}");
+    assert_eq!(stored_events(&app).await, 1);
+}

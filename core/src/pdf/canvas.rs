@@ -67,7 +67,9 @@ impl Font {
         if w <= max_width || w <= 0.0 {
             size
         } else {
-            (size * max_width / w).max(min)
+            // Rounded down to what the content stream writes (1/100 pt), so the width
+            // used for alignment is the width drawn.
+            ((size * max_width / w * 100.0).floor() / 100.0).max(min)
         }
     }
 

@@ -27,6 +27,9 @@ const RIGHT_COLUMN: f32 = 330.0;
 const LEFT_COLUMN_WIDTH: f32 = 250.0;
 const RIGHT_COLUMN_WIDTH: f32 = RIGHT - RIGHT_COLUMN;
 
+/// Table rows up to this many lines are never split across pages.
+const KEPT_ROW_LINES: usize = 6;
+
 const BLACK: Gray = 0.0;
 const DARK: Gray = 0.25;
 const MUTED: Gray = 0.45;
@@ -66,7 +69,7 @@ const DESCRIPTION: Style = Style {
     lead: 14.0,
     gray: BLACK,
 };
-/// The description's measure: about 70 characters a line, comfortable to read (the full
+/// The description's measure: about 65 characters a line, comfortable to read (the full
 /// content width would give lines of 100 and more).
 const DESCRIPTION_WIDTH: f32 = 320.0;
 const SMALL: Style = Style {
@@ -375,6 +378,18 @@ impl Table {
         flow.y = top - Self::HEADER_HEIGHT;
     }
 
+    /// Lines a row needs for `designation`, counting at most `KEPT_ROW_LINES`.
+    fn row_lines(&self, designation: &str) -> usize {
+        let mut pieces = Vec::new();
+        BODY.font.wrap(
+            BODY.size,
+            designation.trim(),
+            self.designation_width,
+            &mut pieces,
+        );
+        pieces.len().clamp(1, KEPT_ROW_LINES)
+    }
+
     /// One row: the designation wrapped in its column, the values on its first line. The
     /// header is repeated on each page the table continues on.
     fn row(&self, flow: &mut Flow<'_>, designation: &str, values: &[String]) {
@@ -388,6 +403,12 @@ impl Table {
         );
         if pieces.is_empty() {
             pieces.push("");
+        }
+        // A row of a few lines is kept on one page; a longer one may be split.
+        let height = 3.0 + pieces.len() as f32 * s.lead;
+        if pieces.len() <= KEPT_ROW_LINES && flow.y - height < BOTTOM {
+            flow.break_page();
+            self.header(flow);
         }
         flow.gap(3.0);
         for (i, piece) in pieces.iter().enumerate() {
@@ -528,7 +549,11 @@ pub(crate) fn render_pages(doc: &InvoiceDocument, company: &CompanySettings) -> 
     // The lines.
     flow.gap(18.0);
     let table = Table::new(!franchise);
-    flow.keep(Table::HEADER_HEIGHT + 3.0 + BODY.lead + 6.0);
+    let first_row = doc
+        .lines
+        .first()
+        .map_or(1, |l| table.row_lines(&l.designation));
+    flow.keep(Table::HEADER_HEIGHT + 3.0 + first_row as f32 * BODY.lead + 6.0);
     table.header(&mut flow);
     for line in &doc.lines {
         let mut values = vec![line.quantity.to_string(), line.unit_price_ht.format_fr()];
