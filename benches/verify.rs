@@ -29,7 +29,10 @@ fn bench_verify(c: &mut Criterion) {
         })
     });
     // During a secret rotation the header is checked against the old secret first.
-    let rotated = vec!["whsec_bench_old".to_owned(), "whsec_bench_primary".to_owned()];
+    let rotated = vec![
+        "whsec_bench_old".to_owned(),
+        "whsec_bench_primary".to_owned(),
+    ];
     c.bench_function("verify_signature_second_secret", |b| {
         b.iter(|| {
             verify(

@@ -293,7 +293,9 @@ fn bearer_token(req: &HttpRequest) -> Result<String, ApiError> {
     let header = req
         .headers()
         .get(actix_web::http::header::AUTHORIZATION)
-        .ok_or_else(|| unauthorized("authentication required: send Authorization: Bearer <token>"))?;
+        .ok_or_else(|| {
+            unauthorized("authentication required: send Authorization: Bearer <token>")
+        })?;
     let value = header
         .to_str()
         .map_err(|_| unauthorized("the Authorization header is not valid text"))?;
@@ -386,7 +388,10 @@ mod tests {
     fn unsigned_and_other_algorithms_are_refused() {
         use base64_url as b64;
         let now = chrono::Utc::now().timestamp();
-        let claims = format!(r#"{{"sub":"u1","role":"ADMIN","iat":{now},"exp":{}}}"#, now + 60);
+        let claims = format!(
+            r#"{{"sub":"u1","role":"ADMIN","iat":{now},"exp":{}}}"#,
+            now + 60
+        );
         for alg in ["none", "HS512", "RS256"] {
             let header = format!(r#"{{"alg":"{alg}","typ":"JWT"}}"#);
             let token = format!("{}.{}.", b64::encode(&header), b64::encode(&claims));

@@ -7,5 +7,6 @@ pub mod commands;
 pub mod error;
 pub mod routes;
 pub mod startup;
+pub mod stripe_client;
 pub mod telemetry;
 pub mod telemetry_metrics;

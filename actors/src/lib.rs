@@ -71,6 +71,7 @@ impl Engine {
         let renderer =
             InvoiceRenderer::start(threads, settings.company.clone(), render_gate.clone());
         let storage = Storage::new(settings.storage.root.clone());
+        StorageWriter::remove_stale_temp_files(&storage);
         let storage = Supervisor::start(move |_| StorageWriter::new(storage, cap));
         let core_mailer = CoreMailer::new(&settings.mail, &settings.app, db.clone())?;
         let mailer = {

@@ -33,6 +33,18 @@ impl Actor for StorageWriter {
     }
 }
 
+impl StorageWriter {
+    /// Clears what a killed predecessor left half-written. Called once at start-up,
+    /// before the engine routes any work.
+    pub fn remove_stale_temp_files(storage: &Storage) {
+        match storage.remove_stale_temp_files() {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(removed = n, "removed temporary files left by a crash"),
+            Err(e) => tracing::warn!(error = %e, "could not clean temporary files"),
+        }
+    }
+}
+
 impl Supervised for StorageWriter {
     fn restarting(&mut self, _: &mut Self::Context) {
         metrics::restarted(ActorKind::StorageWriter);

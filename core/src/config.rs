@@ -106,6 +106,201 @@ pub struct StripeSettings {
     pub api_base: String,
     #[serde(default, deserialize_with = "comma_list")]
     pub allowed_sources: Vec<String>,
+    /// Accept an `sk_live_` key while `env = "development"` (refused otherwise).
+    #[serde(default)]
+    pub allow_live_in_development: bool,
+    /// Where Stripe sends the customer after paying; empty:
+    /// `{app.public_url}/paiement/succes?session_id={CHECKOUT_SESSION_ID}`.
+    #[serde(default)]
+    pub success_url: String,
+    /// Where Stripe sends the customer who gives up; empty: `{app.public_url}/paiement/annule`.
+    #[serde(default)]
+    pub cancel_url: String,
+    /// The `metadata.source` of the Checkout Sessions facture creates.
+    #[serde(default = "default_checkout_source")]
+    pub source: String,
+    /// Lifetime of a Checkout Session, in minutes (Stripe accepts 30 to 1440).
+    #[serde(default = "default_checkout_expiry_minutes")]
+    pub checkout_expiry_minutes: u64,
+    /// One Stripe API call gives up after this long (then it is retried, same idempotency key).
+    #[serde(default = "default_stripe_timeout_ms")]
+    pub request_timeout_ms: u64,
+    /// Attempts per Stripe API call on network errors, timeouts, 409, 429 and 5xx.
+    #[serde(default = "default_stripe_max_attempts")]
+    pub max_attempts: u32,
+    /// The price list offered to guests (`GET /payments/services`).
+    #[serde(default)]
+    pub services: Vec<ServiceOffer>,
+}
+
+/// One entry of the price list (`[[stripe.services]]`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct ServiceOffer {
+    pub id: String,
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    /// Tax-inclusive price, in euro cents.
+    pub amount_cents: i64,
+}
+
+fn default_checkout_source() -> String {
+    "facture".into()
+}
+
+fn default_checkout_expiry_minutes() -> u64 {
+    60
+}
+
+fn default_stripe_timeout_ms() -> u64 {
+    10_000
+}
+
+fn default_stripe_max_attempts() -> u32 {
+    2
+}
+
+/// Stripe's bounds on a Checkout Session amount, in cents (EUR: 0.50 € to 999 999.99 €).
+pub const STRIPE_MIN_AMOUNT_CENTS: i64 = 50;
+pub const STRIPE_MAX_AMOUNT_CENTS: i64 = 99_999_999;
+
+impl StripeSettings {
+    /// The configured service with this id.
+    pub fn service(&self, id: &str) -> Option<&ServiceOffer> {
+        self.services.iter().find(|s| s.id == id)
+    }
+
+    /// True for a live-mode key (`sk_live_…`, `rk_live_…`).
+    pub fn is_live_key(&self) -> bool {
+        self.secret_key
+            .as_deref()
+            .is_some_and(|k| k.starts_with("sk_live_") || k.starts_with("rk_live_"))
+    }
+
+    fn validate(&self, env: Environment) -> Result<(), ConfigError> {
+        let base_ok = (self.api_base.starts_with("http://")
+            || self.api_base.starts_with("https://"))
+            && !self.api_base.contains(char::is_whitespace);
+        if !base_ok {
+            return Err(invalid(
+                "stripe.api_base",
+                "an absolute http:// or https:// URL",
+            ));
+        }
+        if let Some(key) = self.secret_key.as_deref().filter(|k| !k.is_empty()) {
+            let test = key.starts_with("sk_test_") || key.starts_with("rk_test_");
+            let live = self.is_live_key();
+            if !(test || live) || key.contains(char::is_whitespace) {
+                let hint = if key.starts_with("pk_") {
+                    " (this is a publishable key; use the secret key)"
+                } else {
+                    ""
+                };
+                return Err(invalid(
+                    "stripe.secret_key",
+                    format!("a Stripe secret key, sk_test_… or sk_live_…{hint}"),
+                ));
+            }
+            if env == Environment::Production && test {
+                return Err(invalid(
+                    "stripe.secret_key",
+                    "a live key (sk_live_…) in production; a test key would take no real payment",
+                ));
+            }
+            if env == Environment::Development && live && !self.allow_live_in_development {
+                return Err(invalid(
+                    "stripe.secret_key",
+                    "a test key (sk_test_…) in development; set stripe.allow_live_in_development = true to use a live key",
+                ));
+            }
+            if !self.allowed_sources.is_empty() && !self.allowed_sources.contains(&self.source) {
+                return Err(invalid(
+                    "stripe.source",
+                    format!(
+                        "one of stripe.allowed_sources ({}), or the sessions facture creates would be ignored",
+                        self.allowed_sources.join(", ")
+                    ),
+                ));
+            }
+        }
+        for (key, url) in [
+            ("stripe.success_url", &self.success_url),
+            ("stripe.cancel_url", &self.cancel_url),
+        ] {
+            let ok = url.is_empty()
+                || ((url.starts_with("http://") || url.starts_with("https://"))
+                    && !url.contains(char::is_whitespace));
+            if !ok {
+                return Err(invalid(
+                    key,
+                    "an absolute http:// or https:// URL, or empty",
+                ));
+            }
+        }
+        let source_ok = !self.source.is_empty()
+            && self.source.len() <= 100
+            && self
+                .source
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        if !source_ok {
+            return Err(invalid(
+                "stripe.source",
+                "1 to 100 letters, digits, dashes, underscores or dots",
+            ));
+        }
+        if !(30..=1440).contains(&self.checkout_expiry_minutes) {
+            return Err(invalid(
+                "stripe.checkout_expiry_minutes",
+                "between 30 and 1440 minutes (Stripe's bounds)",
+            ));
+        }
+        if self.request_timeout_ms == 0 {
+            return Err(invalid("stripe.request_timeout_ms", "at least 1"));
+        }
+        if self.max_attempts == 0 {
+            return Err(invalid("stripe.max_attempts", "at least 1"));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for s in &self.services {
+            let id_ok = !s.id.is_empty()
+                && s.id.len() <= 64
+                && s.id
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'));
+            if !id_ok {
+                return Err(invalid(
+                    "stripe.services.id",
+                    format!(
+                        "1 to 64 letters, digits, dashes or underscores, got `{}`",
+                        s.id
+                    ),
+                ));
+            }
+            if !seen.insert(s.id.as_str()) {
+                return Err(invalid(
+                    "stripe.services.id",
+                    format!("unique ids; `{}` appears twice", s.id),
+                ));
+            }
+            if s.name.trim().is_empty() {
+                return Err(invalid(
+                    "stripe.services.name",
+                    format!("a name for service `{}`", s.id),
+                ));
+            }
+            if !(STRIPE_MIN_AMOUNT_CENTS..=STRIPE_MAX_AMOUNT_CENTS).contains(&s.amount_cents) {
+                return Err(invalid(
+                    "stripe.services.amount_cents",
+                    format!(
+                        "between {STRIPE_MIN_AMOUNT_CENTS} and {STRIPE_MAX_AMOUNT_CENTS} cents for service `{}`",
+                        s.id
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -333,7 +528,32 @@ impl Settings {
         if self.engine.max_attempts == 0 {
             return Err(invalid("engine.max_attempts", "at least 1"));
         }
+        self.stripe.validate(self.env)?;
         Ok(())
+    }
+
+    /// The Checkout success URL (`stripe.success_url`, or one under `app.public_url`).
+    pub fn checkout_success_url(&self) -> String {
+        if self.stripe.success_url.is_empty() {
+            format!(
+                "{}/paiement/succes?session_id={{CHECKOUT_SESSION_ID}}",
+                self.app.public_url.trim_end_matches('/')
+            )
+        } else {
+            self.stripe.success_url.clone()
+        }
+    }
+
+    /// The Checkout cancel URL (`stripe.cancel_url`, or one under `app.public_url`).
+    pub fn checkout_cancel_url(&self) -> String {
+        if self.stripe.cancel_url.is_empty() {
+            format!(
+                "{}/paiement/annule",
+                self.app.public_url.trim_end_matches('/')
+            )
+        } else {
+            self.stripe.cancel_url.clone()
+        }
     }
 
     /// Fills missing secrets. In development they are generated once and kept under
@@ -468,5 +688,125 @@ mod tests {
         let mut again = with(&[("app.data_dir", data)]).unwrap();
         assert!(again.ensure_secrets().unwrap().is_empty());
         assert_eq!(again.stripe.webhook_secrets, first, "kept across restarts");
+    }
+
+    #[test]
+    fn stripe_keys_match_the_environment() {
+        let ok = with(&[("stripe.secret_key", "sk_test_123")]).unwrap();
+        assert!(!ok.stripe.is_live_key());
+        let err = with(&[("stripe.secret_key", "sk_live_123")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("stripe.secret_key"), "{err}");
+        assert!(err.contains("allow_live_in_development"), "{err}");
+        let live = Settings::from_figment(
+            Figment::from(Toml::string(DEFAULT_TOML))
+                .merge(("stripe.secret_key", "sk_live_123"))
+                .merge(("stripe.allow_live_in_development", true)),
+        )
+        .unwrap();
+        assert!(live.stripe.is_live_key());
+
+        let err = with(&[("env", "production"), ("stripe.secret_key", "sk_test_123")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("stripe.secret_key"), "{err}");
+        assert!(with(&[("env", "production"), ("stripe.secret_key", "sk_live_123")]).is_ok());
+
+        for bad in ["pk_test_123", "whsec_123", "sk_test_ 1"] {
+            let err = with(&[("stripe.secret_key", bad)]).unwrap_err().to_string();
+            assert!(err.contains("stripe.secret_key"), "{bad}: {err}");
+        }
+        // No key at all: checkout is simply not offered.
+        assert!(with(&[]).unwrap().stripe.secret_key.is_none());
+    }
+
+    #[test]
+    fn checkout_settings_have_defaults_and_are_validated() {
+        let s = with(&[]).unwrap();
+        assert_eq!(s.stripe.source, "facture");
+        assert_eq!(
+            s.checkout_success_url(),
+            "http://127.0.0.1:8080/paiement/succes?session_id={CHECKOUT_SESSION_ID}"
+        );
+        assert_eq!(
+            s.checkout_cancel_url(),
+            "http://127.0.0.1:8080/paiement/annule"
+        );
+        assert!(!s.stripe.services.is_empty(), "a sample price list ships");
+        let first = &s.stripe.services[0];
+        assert_eq!(s.stripe.service(&first.id), Some(first));
+        assert!(s.stripe.service("nope").is_none());
+
+        let s = with(&[("stripe.success_url", "https://shop.example/ok")]).unwrap();
+        assert_eq!(s.checkout_success_url(), "https://shop.example/ok");
+
+        for (key, value) in [
+            ("stripe.success_url", "/relative"),
+            ("stripe.cancel_url", "ftp://x"),
+            ("stripe.api_base", "api.stripe.com"),
+            ("stripe.source", "bad source"),
+            ("stripe.checkout_expiry_minutes", "10"),
+            ("stripe.checkout_expiry_minutes", "2000"),
+            ("stripe.max_attempts", "0"),
+        ] {
+            let err = with(&[(key, value)]).unwrap_err().to_string();
+            assert!(err.contains(key), "{key}={value}: {err}");
+        }
+
+        // The sessions facture creates must pass its own source filter.
+        let err = with(&[
+            ("stripe.secret_key", "sk_test_1"),
+            ("stripe.allowed_sources", "other-site"),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("stripe.source"), "{err}");
+        assert!(with(&[
+            ("stripe.secret_key", "sk_test_1"),
+            ("stripe.allowed_sources", "other-site,facture"),
+        ])
+        .is_ok());
+    }
+
+    #[test]
+    fn the_price_list_is_validated() {
+        let list = |services: &str| {
+            let toml = format!("{DEFAULT_TOML}\n{services}");
+            let fig = Figment::from(Toml::string(&toml));
+            Settings::from_figment(fig)
+        };
+        let ok =
+            list("[[stripe.services]]\nid = \"extra\"\nname = \"Extra\"\namount_cents = 5000\n");
+        assert!(ok.is_ok(), "{:?}", ok.err());
+        let cases = [
+            (
+                "id = \"\"\nname = \"X\"\namount_cents = 5000",
+                "stripe.services.id",
+            ),
+            (
+                "id = \"a b\"\nname = \"X\"\namount_cents = 5000",
+                "stripe.services.id",
+            ),
+            (
+                "id = \"y\"\nname = \" \"\namount_cents = 5000",
+                "stripe.services.name",
+            ),
+            (
+                "id = \"y\"\nname = \"Y\"\namount_cents = 10",
+                "stripe.services.amount_cents",
+            ),
+        ];
+        for (body, key) in cases {
+            let err = list(&format!("[[stripe.services]]\n{body}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(key), "{body}: {err}");
+        }
+        let first = with(&[]).unwrap().stripe.services[0].id.clone();
+        let dup =
+            format!("[[stripe.services]]\nid = \"{first}\"\nname = \"D\"\namount_cents = 5000\n");
+        let err = list(&dup).unwrap_err().to_string();
+        assert!(err.contains("appears twice"), "{err}");
     }
 }

@@ -3,6 +3,7 @@
 //! notifications. Nothing here knows about actix.
 
 pub mod catalog;
+pub mod checkout;
 pub mod config;
 pub mod db;
 pub mod events;

@@ -149,6 +149,28 @@ impl Storage {
         })
     }
 
+    /// Removes temporary files a killed writer left behind (a SIGKILL between creating
+    /// the temp file and the rename cannot clean up). Run at start-up, before any write.
+    /// Returns how many were removed.
+    pub fn remove_stale_temp_files(&self) -> Result<usize, StorageError> {
+        let dir = self.root.join(INVOICES_DIR);
+        let entries = match fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(io_error(&dir)(e)),
+        };
+        let mut removed = 0;
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with('.') && name.ends_with(".tmp") {
+                fs::remove_file(entry.path()).map_err(io_error(&entry.path()))?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
     /// The bytes of a stored file.
     pub fn read(&self, relative_path: &str) -> Result<Vec<u8>, StorageError> {
         let path = self.resolve(relative_path)?;
@@ -231,6 +253,35 @@ mod tests {
             .collect();
         names.sort();
         names
+    }
+
+    #[test]
+    fn stale_temp_files_from_a_killed_writer_are_removed() {
+        let root = tempfile::tempdir().unwrap();
+        let storage = Storage::new(root.path());
+        let kept = storage
+            .write_invoice(Uuid::new_v4(), b"%PDF-1.7 kept")
+            .unwrap();
+        let dir = root.path().join(INVOICES_DIR);
+        fs::write(
+            dir.join(format!(".{}.abc.tmp", Uuid::new_v4())),
+            b"%PDF-1.7 parti",
+        )
+        .unwrap();
+        assert_eq!(storage.remove_stale_temp_files().unwrap(), 1);
+        let left: Vec<_> = fs::read_dir(&dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        assert_eq!(left.len(), 1);
+        assert!(storage.read(&kept.relative_path).is_ok());
+        assert_eq!(
+            Storage::new(root.path().join("absent"))
+                .remove_stale_temp_files()
+                .unwrap(),
+            0
+        );
     }
 
     #[test]

@@ -136,7 +136,7 @@ pub enum TokenState {
     Unknown,
     Expired,
     /// Usable: the guest order it was issued for.
-    Valid(PendingCommande),
+    Valid(Box<PendingCommande>),
 }
 
 /// Looks an activation token up by its SHA-256 (hex), as the engine stored it.
@@ -157,7 +157,7 @@ pub async fn activation_token_state(
         None => TokenState::Unknown,
         Some(p) if p.user_id.is_none() => TokenState::Unknown,
         Some(p) if p.token_expires_at.is_none_or(|exp| exp <= at) => TokenState::Expired,
-        Some(p) => TokenState::Valid(p),
+        Some(p) => TokenState::Valid(Box::new(p)),
     })
 }
 

@@ -42,13 +42,17 @@ pub async fn create_admin(
         (facture_core::random_hex(16), true)
     };
     auth::check_password_strength(&password).map_err(|e| anyhow::anyhow!(e.message))?;
-    let phc = auth::hash_password(&password)
-        .map_err(|e| anyhow::anyhow!("hashing the password: {e}"))?;
+    let phc =
+        auth::hash_password(&password).map_err(|e| anyhow::anyhow!("hashing the password: {e}"))?;
     let db = super::open_db(settings).await?;
     let account = facture_core::users::upsert_admin(&db, email, &phc).await?;
     println!(
         "{} admin {} ({})",
-        if account.created { "created" } else { "promoted" },
+        if account.created {
+            "created"
+        } else {
+            "promoted"
+        },
         account.user.email,
         account.user.id
     );

@@ -507,11 +507,7 @@ pub async fn pdf_response(state: &AppState, invoice: &Invoice) -> Result<HttpRes
             format!("invoice {} has no stored PDF yet", invoice.number),
         ));
     }
-    let bytes = state
-        .engine
-        .read_pdf(invoice)
-        .await
-        .map_err(engine_error)?;
+    let bytes = state.engine.read_pdf(invoice).await.map_err(engine_error)?;
     let filename: String = invoice
         .number
         .chars()
@@ -639,7 +635,10 @@ pub async fn resend(
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             "invoice_cancelled",
-            format!("invoice {} is cancelled: it is not sent again", invoice.number),
+            format!(
+                "invoice {} is cancelled: it is not sent again",
+                invoice.number
+            ),
         ));
     }
     let outcome = state.engine.resend(&id).await.map_err(engine_error)?;

@@ -204,20 +204,23 @@ pub async fn notification_stream(
     let events = stream::unfold(feed, |mut feed| async move {
         if !feed.greeted {
             feed.greeted = true;
-            return Some((Ok::<_, actix_web::Error>(web::Bytes::from_static(b": connected\n\n")), feed));
+            return Some((
+                Ok::<_, actix_web::Error>(web::Bytes::from_static(b": connected\n\n")),
+                feed,
+            ));
         }
-        loop {
-            match tokio::time::timeout(KEEP_ALIVE, feed.receiver.recv()).await {
-                Err(_) => return Some((Ok(web::Bytes::from_static(b": keep-alive\n\n")), feed)),
-                Ok(Ok(notification)) => return Some((Ok(sse_frame(notification)), feed)),
-                Ok(Err(broadcast::error::RecvError::Lagged(missed))) => {
-                    // A slow reader lost some: say so; they are in the list.
-                    let note = format!(": lagged {missed} notifications, see /admin/notifications\n\n");
-                    return Some((Ok(web::Bytes::from(note)), feed));
-                }
-                Ok(Err(broadcast::error::RecvError::Closed)) => return None,
+        let frame = match tokio::time::timeout(KEEP_ALIVE, feed.receiver.recv()).await {
+            Err(_) => web::Bytes::from_static(b": keep-alive\n\n"),
+            Ok(Ok(notification)) => sse_frame(notification),
+            Ok(Err(broadcast::error::RecvError::Lagged(missed))) => {
+                // A slow reader lost some: say so; they are in the list.
+                web::Bytes::from(format!(
+                    ": lagged {missed} notifications, see /admin/notifications\n\n"
+                ))
             }
-        }
+            Ok(Err(broadcast::error::RecvError::Closed)) => return None,
+        };
+        Some((Ok(frame), feed))
     });
     Ok(HttpResponse::Ok()
         .insert_header((header::CONTENT_TYPE, "text/event-stream"))
@@ -398,16 +401,14 @@ pub async fn replay_event(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_id(&path)?;
-    state
-        .engine
-        .replay_event(&id)
-        .await
-        .map_err(engine_error)?;
+    state.engine.replay_event(&id).await.map_err(engine_error)?;
     tracing::info!(event = %id, admin = %admin.0.id, "webhook event replayed");
-    Ok(HttpResponse::build(StatusCode::ACCEPTED).json(ReplayResult {
-        id,
-        status: events::status::RECEIVED.to_owned(),
-    }))
+    Ok(
+        HttpResponse::build(StatusCode::ACCEPTED).json(ReplayResult {
+            id,
+            status: events::status::RECEIVED.to_owned(),
+        }),
+    )
 }
 
 // ---------------------------------------------------------------------------------------
@@ -445,7 +446,11 @@ pub async fn list_deliveries(
 ) -> Result<HttpResponse, ApiError> {
     let params = QueryParams::parse(&req)?;
     let page = params.page_request()?;
-    let status = params.one_of("status", &["queued", "sent", "failed"], DeliveryStatus::parse)?;
+    let status = params.one_of(
+        "status",
+        &["queued", "sent", "failed"],
+        DeliveryStatus::parse,
+    )?;
     let (rows, total) = Deliveries::new(state.db.clone())
         .list(status, page.page, page.limit)
         .await?;

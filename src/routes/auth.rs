@@ -53,7 +53,11 @@ pub struct LoginResponse {
 const BAD_CREDENTIALS: &str = "invalid email or password";
 
 fn invalid_credentials() -> ApiError {
-    ApiError::new(StatusCode::UNAUTHORIZED, "invalid_credentials", BAD_CREDENTIALS)
+    ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        "invalid_credentials",
+        BAD_CREDENTIALS,
+    )
 }
 
 /// Logs in. Unknown email and wrong password answer the same 401 after the same argon2
@@ -71,10 +75,7 @@ fn invalid_credentials() -> ApiError {
         (status = 403, description = "`account_inactive`", body = ErrorBody),
     )
 )]
-pub async fn login(
-    state: web::Data<AppState>,
-    body: web::Bytes,
-) -> Result<HttpResponse, ApiError> {
+pub async fn login(state: web::Data<AppState>, body: web::Bytes) -> Result<HttpResponse, ApiError> {
     let request: LoginRequest = parse_json(&body)?;
     let email = request.email.trim();
     let user = if email.is_empty() {

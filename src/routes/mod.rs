@@ -3,6 +3,7 @@
 pub mod admin_invoices;
 pub mod admin_ops;
 pub mod auth;
+pub mod checkout;
 pub mod customer_invoices;
 pub mod health;
 pub mod metrics;
@@ -18,6 +19,8 @@ pub fn configure(cfg: &mut web::ServiceConfig, webhook_body_limit: usize) {
     cfg.service(health::health)
         .service(health::ready)
         .service(webhook::scope(webhook_body_limit));
+    // Checkout: /payments/create-checkout-session, /payments/guest-checkout, /payments/services.
+    checkout::configure(cfg);
     // Auth, admin and customer APIs, and /openapi.json (the list lives in openapi.rs).
     openapi::configure(cfg);
 }

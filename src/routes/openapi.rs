@@ -55,10 +55,15 @@ pub fn api_routes() -> Vec<RouteDef> {
 }
 
 /// Routes mounted outside [`api_routes`] (`routes::configure`), documented here too.
-pub const OTHER_ROUTES: [(&str, &str); 3] = [
+/// (`/metrics` is here when served on the API port, the default.)
+pub const OTHER_ROUTES: [(&str, &str); 7] = [
     ("GET", "/health"),
     ("GET", "/ready"),
+    ("GET", "/metrics"),
     ("POST", "/payments/webhook"),
+    ("POST", "/payments/create-checkout-session"),
+    ("POST", "/payments/guest-checkout"),
+    ("GET", "/payments/services"),
 ];
 
 /// Registers [`api_routes`].
@@ -99,7 +104,11 @@ impl Modify for BearerAuth {
     paths(
         health_doc,
         ready_doc,
+        metrics_doc,
         webhook_doc,
+        checkout_doc,
+        guest_checkout_doc,
+        services_doc,
         openapi_json,
         auth::login,
         auth::activate,
@@ -130,7 +139,8 @@ impl Modify for BearerAuth {
         (name = "admin-invoices", description = "Invoices, for ADMIN users"),
         (name = "admin-ops", description = "Notifications, webhook events, mail deliveries, for ADMIN users"),
         (name = "customer", description = "A signed-in customer's own invoices"),
-        (name = "system", description = "Health, Stripe webhook, this document"),
+        (name = "payments", description = "Checkout and the Stripe webhook"),
+        (name = "system", description = "Health, metrics, this document"),
     )
 )]
 pub struct ApiDoc;
@@ -201,7 +211,7 @@ fn ready_doc() {}
 #[utoipa::path(
     post,
     path = "/payments/webhook",
-    tag = "system",
+    tag = "payments",
     params(("Stripe-Signature" = String, Header, description = "Stripe's signature header")),
     request_body(content = String, content_type = "application/json", description = "The Stripe event, exactly as Stripe sent it"),
     responses(
@@ -213,3 +223,60 @@ fn ready_doc() {}
 )]
 #[allow(dead_code)]
 fn webhook_doc() {}
+
+/// Prometheus metrics (text exposition format 0.0.4). Served on the API port unless
+/// `metrics.port` is set.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "system",
+    responses((status = 200, description = "Every metric family", content_type = "text/plain"))
+)]
+#[allow(dead_code)]
+fn metrics_doc() {}
+
+/// A Stripe Checkout Session for the signed-in customer: `{commandeId}` pays one of their
+/// unpaid orders, `{titre, description, amountCents}` creates the order first.
+#[utoipa::path(
+    post,
+    path = "/payments/create-checkout-session",
+    tag = "payments",
+    security(("bearer" = [])),
+    request_body(content = Object, description = "`{commandeId}` or `{titre, description, amountCents}`"),
+    responses(
+        (status = 200, description = "`{sessionId, url, commandeId}`: redirect the customer to `url`"),
+        (status = 400, description = "`invalid_body` or `invalid_field`", body = ErrorBody),
+        (status = 401, description = "`unauthorized`", body = ErrorBody),
+        (status = 502, description = "Stripe refused or failed", body = ErrorBody),
+        (status = 503, description = "Stripe is not configured or unreachable", body = ErrorBody),
+    )
+)]
+#[allow(dead_code)]
+fn checkout_doc() {}
+
+/// A guest order for one service of the price list, paid through Stripe Checkout; the
+/// account is created when the payment arrives.
+#[utoipa::path(
+    post,
+    path = "/payments/guest-checkout",
+    tag = "payments",
+    request_body(content = Object, description = "The guest's identity, the service id, and `consentementRgpd: true`"),
+    responses(
+        (status = 200, description = "`{sessionId, url}`: redirect the guest to `url`"),
+        (status = 400, description = "`invalid_body` or `invalid_field`", body = ErrorBody),
+        (status = 502, description = "Stripe refused or failed", body = ErrorBody),
+        (status = 503, description = "Stripe is not configured or unreachable", body = ErrorBody),
+    )
+)]
+#[allow(dead_code)]
+fn guest_checkout_doc() {}
+
+/// The price list guests order from.
+#[utoipa::path(
+    get,
+    path = "/payments/services",
+    tag = "payments",
+    responses((status = 200, description = "`{currency, services: [{id, name, description, amountCents}]}`"))
+)]
+#[allow(dead_code)]
+fn services_doc() {}

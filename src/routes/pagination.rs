@@ -61,7 +61,10 @@ impl QueryParams {
             .parse()
             .map_err(|_| invalid(name, format!("`{raw}` is not an integer in {min}..={max}")))?;
         if !(min..=max).contains(&value) {
-            return Err(invalid(name, format!("must be in {min}..={max}, got {value}")));
+            return Err(invalid(
+                name,
+                format!("must be in {min}..={max}, got {value}"),
+            ));
         }
         Ok(value)
     }
@@ -107,10 +110,7 @@ impl QueryParams {
             return Ok(None);
         };
         if raw.chars().count() > max_chars {
-            return Err(invalid(
-                name,
-                format!("longer than {max_chars} characters"),
-            ));
+            return Err(invalid(name, format!("longer than {max_chars} characters")));
         }
         Ok(Some(raw.to_owned()))
     }
@@ -121,13 +121,16 @@ impl QueryParams {
 pub fn parse_id(raw: &str) -> Result<String, ApiError> {
     uuid::Uuid::parse_str(raw.trim())
         .map(|id| id.hyphenated().to_string())
-        .map_err(|_| ApiError::bad_request("invalid_id", format!("`{raw}` is not a valid id (a UUID)")))
+        .map_err(|_| {
+            ApiError::bad_request("invalid_id", format!("`{raw}` is not a valid id (a UUID)"))
+        })
 }
 
 /// A JSON body: 400 `invalid_body` when it does not parse or lacks a field.
 pub fn parse_json<T: DeserializeOwned>(body: &web::Bytes) -> Result<T, ApiError> {
-    serde_json::from_slice(body)
-        .map_err(|e| ApiError::bad_request("invalid_body", format!("the JSON body is invalid: {e}")))
+    serde_json::from_slice(body).map_err(|e| {
+        ApiError::bad_request("invalid_body", format!("the JSON body is invalid: {e}"))
+    })
 }
 
 /// ISO 8601 UTC with milliseconds: `2026-03-01T09:30:00.123Z`.
@@ -176,7 +179,9 @@ pub struct ErrorBody {
 /// What an engine failure means to the caller.
 pub fn engine_error(e: EngineError) -> ApiError {
     match e {
-        EngineError::NotFound(what) => ApiError::not_found("not_found", format!("{what} not found")),
+        EngineError::NotFound(what) => {
+            ApiError::not_found("not_found", format!("{what} not found"))
+        }
         EngineError::Storage(StorageError::NotFound(_)) => ApiError::not_found(
             "file_missing",
             "the invoice's PDF file is missing from storage; regenerate it",
@@ -218,20 +223,37 @@ mod tests {
             params("").page_request().unwrap(),
             PageRequest { page: 1, limit: 20 }
         );
-        for bad in ["limit=0", "limit=101", "page=0", "page=-1", "page=x", "limit=1&limit=2"] {
+        for bad in [
+            "limit=0",
+            "limit=101",
+            "page=0",
+            "page=-1",
+            "page=x",
+            "limit=1&limit=2",
+        ] {
             let e = params(bad).page_request().unwrap_err();
             assert_eq!(e.code, "invalid_query", "{bad}");
             let name = bad.split('=').next().unwrap();
-            assert!(e.message.contains(&format!("`{name}`")), "{bad}: {}", e.message);
+            assert!(
+                e.message.contains(&format!("`{name}`")),
+                "{bad}: {}",
+                e.message
+            );
         }
     }
 
     #[test]
     fn pagination_edges() {
         let p = Pagination::new(PageRequest { page: 3, limit: 10 }, 21);
-        assert_eq!((p.total_pages, p.has_next_page, p.has_previous_page), (3, false, true));
+        assert_eq!(
+            (p.total_pages, p.has_next_page, p.has_previous_page),
+            (3, false, true)
+        );
         let p = Pagination::new(PageRequest { page: 1, limit: 10 }, 0);
-        assert_eq!((p.total_pages, p.has_next_page, p.has_previous_page), (0, false, false));
+        assert_eq!(
+            (p.total_pages, p.has_next_page, p.has_previous_page),
+            (0, false, false)
+        );
     }
 
     #[test]

@@ -1,10 +1,17 @@
 //! Integration tests: the real server on port 0, on a fresh SQLite file or PostgreSQL
 //! database per test (FACTURE_TEST_DATABASE_URL), with real SMTP where mail is involved.
 
+mod accounts;
+mod admin_invoices;
+mod admin_ops;
+mod auth;
+mod checkout;
 mod cli;
+mod customer;
 mod engine;
 mod faults;
 mod foundation;
 mod helpers;
+mod metrics;
 mod stripe;
 mod webhook;

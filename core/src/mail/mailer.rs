@@ -147,6 +147,12 @@ const RECORD_POLICY: RetryPolicy = RetryPolicy {
 };
 
 impl Mailer {
+    /// Checks the addresses, compiles the templates and sets up the transport.
+    ///
+    /// With the SMTP transport, call it inside a Tokio runtime: lettre's connection pool
+    /// spawns its clean-up task there. Pooled connections are driven by the runtime that
+    /// opened them, so share one `Mailer` within one runtime (e.g. behind one actor)
+    /// rather than across independent runtimes.
     pub fn new(mail: &MailSettings, app: &AppSettings, db: Db) -> Result<Mailer, MailError> {
         let from: Mailbox = mail
             .from
