@@ -21,11 +21,13 @@ use facture_core::db::models::Commande;
 use facture_core::db::{new_id, now};
 use facture_core::orders::{self, payment};
 use facture_core::storage::sha256_hex;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
+use utoipa::ToSchema;
 
 use crate::auth::AuthUser;
 use crate::error::ApiError;
+use crate::routes::pagination::ErrorBody;
 use crate::startup::AppState;
 use crate::stripe_client::{CheckoutParams, StripeCallError, StripeClient};
 
@@ -59,28 +61,78 @@ impl StripeCell {
 }
 
 /// What both checkout endpoints answer.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct CheckoutAnswer {
+pub struct CheckoutAnswer {
+    /// The Checkout Session's id (`cs_…`).
     session_id: String,
+    /// Where to send the customer to pay.
     url: String,
+    /// The order paid (signed-in checkout only).
     #[serde(skip_serializing_if = "Option::is_none")]
     commande_id: Option<String>,
+}
+
+/// `POST /payments/create-checkout-session`: `{commandeId}` or `{titre, description, amountCents}`.
+/// (For the document: the body is read field by field, each error naming its field.)
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CheckoutRequest {
+    /// An unpaid order of the caller (then no other field).
+    pub commande_id: Option<String>,
+    /// A new order's title (1–200 characters, one line): the Stripe product name.
+    pub titre: Option<String>,
+    /// A new order's description (1–5000 characters).
+    pub description: Option<String>,
+    /// A new order's tax-inclusive amount in euro cents (50–99999999).
+    pub amount_cents: Option<i64>,
+}
+
+/// `POST /payments/guest-checkout`. (For the document: the body is read field by field.)
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GuestCheckoutRequest {
+    /// 1–100 characters.
+    pub prenom: String,
+    /// 1–100 characters.
+    pub nom: String,
+    pub email: String,
+    /// Optional; 6 to 15 digits, with `+`, spaces, dots, dashes, parentheses.
+    pub telephone: Option<String>,
+    /// The billing address (1–500 characters).
+    pub adresse: String,
+    /// A service id from `GET /payments/services`.
+    pub service: String,
+    /// Optional (default: the service's description); at most 5000 characters.
+    pub description: Option<String>,
+    /// Optional, 1–100000.
+    pub nombre_pages: Option<i64>,
+    /// Must be `true`.
+    pub consentement_rgpd: bool,
 }
 
 // ---------------------------------------------------------------------------------------
 // GET /payments/services
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct ServiceView<'a> {
+pub struct ServiceView<'a> {
     id: &'a str,
     name: &'a str,
     description: &'a str,
+    /// Tax-inclusive, euro cents.
     amount_cents: i64,
 }
 
-async fn services(state: web::Data<AppState>) -> HttpResponse {
+/// The price list guests choose from (`[[stripe.services]]`):
+/// `{"currency": "eur", "services": [{id, name, description, amountCents}]}`.
+#[utoipa::path(
+    get,
+    path = "/payments/services",
+    tag = "payments",
+    responses((status = 200, description = "`{currency, services: [ServiceView]}`"))
+)]
+pub async fn services(state: web::Data<AppState>) -> HttpResponse {
     let list: Vec<ServiceView<'_>> = state
         .settings
         .stripe
@@ -214,29 +266,35 @@ fn check_phone(name: &str, phone: &str) -> Result<(), ApiError> {
 // Stripe
 
 fn stripe_error(e: StripeCallError) -> ApiError {
+    let unavailable = || {
+        ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "stripe_unavailable",
+            "the payment provider is unavailable; nothing was charged or recorded, retry later",
+        )
+    };
     match e {
+        // facture's own fault towards Stripe (key, permissions) or Stripe's rate limit:
+        // logged, not the caller's to fix.
+        StripeCallError::Refused {
+            status: status @ (401 | 403 | 429),
+            message,
+            ..
+        } => {
+            tracing::error!(status, %message, "Stripe refused facture's request");
+            unavailable()
+        }
+        // Stripe's refusal of this request (400 invalid, 402 declined...) passes through.
         StripeCallError::Refused {
             status, message, ..
-        } => {
-            // Stripe's 4xx passes through (400 invalid request, 402 declined, ...), except
-            // the ones that are facture's own fault towards Stripe (bad key, rate limit).
-            let status = match status {
-                401 | 403 | 429 => StatusCode::BAD_GATEWAY,
-                s => StatusCode::from_u16(s).unwrap_or(StatusCode::BAD_REQUEST),
-            };
-            ApiError::new(
-                status,
-                "stripe_error",
-                format!("Stripe refused the payment session: {message}"),
-            )
-        }
+        } => ApiError::new(
+            StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST),
+            "stripe_error",
+            format!("Stripe refused the payment session: {message}"),
+        ),
         StripeCallError::Unavailable(cause) => {
             tracing::warn!(%cause, "Stripe unavailable");
-            ApiError::new(
-                StatusCode::BAD_GATEWAY,
-                "stripe_unavailable",
-                "the payment provider is unavailable; nothing was charged or recorded, retry later",
-            )
+            unavailable()
         }
     }
 }
@@ -261,9 +319,12 @@ async fn create_session(
     }
 }
 
+/// Stripe counts from the moment it creates the session, a little after this one: the
+/// lifetime keeps a minute inside Stripe's bounds (30 minutes to 24 hours).
 fn expires_at(state: &AppState) -> i64 {
     let minutes = i64::try_from(state.settings.stripe.checkout_expiry_minutes).unwrap_or(60);
-    chrono::Utc::now().timestamp() + minutes * 60
+    let secs = (minutes * 60).clamp(31 * 60, 24 * 3600 - 60);
+    chrono::Utc::now().timestamp() + secs
 }
 
 /// Stripe's limit on a product description.
@@ -284,7 +345,27 @@ enum OrderRequest {
     },
 }
 
-async fn create_checkout_session(
+/// A signed-in customer pays an order: an existing unpaid one (`{commandeId}`: its open
+/// session again, or a new one once it expired) or a new one. Stripe is asked first; the
+/// order is recorded only with the session Stripe created.
+#[utoipa::path(
+    post,
+    path = "/payments/create-checkout-session",
+    tag = "payments",
+    security(("bearer" = [])),
+    request_body = CheckoutRequest,
+    responses(
+        (status = 200, description = "The session to pay", body = CheckoutAnswer),
+        (status = 400, description = "`invalid_field` (naming it), `invalid_body`, or Stripe's refusal `stripe_error`", body = ErrorBody),
+        (status = 401, description = "`unauthorized`", body = ErrorBody),
+        (status = 402, description = "`stripe_error`: Stripe's message", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such order of the caller", body = ErrorBody),
+        (status = 409, description = "`already_paid`, `checkout_completed`, `checkout_conflict`", body = ErrorBody),
+        (status = 502, description = "`stripe_unavailable`: nothing was recorded", body = ErrorBody),
+        (status = 503, description = "`stripe_not_configured`", body = ErrorBody),
+    )
+)]
+pub async fn create_checkout_session(
     user: AuthUser,
     state: web::Data<AppState>,
     cell: web::Data<StripeCell>,
@@ -534,7 +615,23 @@ fn guest_form(fields: &Fields) -> Result<GuestForm, ApiError> {
     })
 }
 
-async fn guest_checkout(
+/// A guest orders one service: the pending order (with a hashed activation token) is
+/// recorded once Stripe created its session; the account is created when the payment
+/// arrives.
+#[utoipa::path(
+    post,
+    path = "/payments/guest-checkout",
+    tag = "payments",
+    request_body = GuestCheckoutRequest,
+    responses(
+        (status = 200, description = "The session to pay", body = CheckoutAnswer),
+        (status = 400, description = "`invalid_field` (naming it: unknown service, consent not given...), `invalid_body`, or `stripe_error`", body = ErrorBody),
+        (status = 402, description = "`stripe_error`: Stripe's message", body = ErrorBody),
+        (status = 502, description = "`stripe_unavailable`: nothing was recorded", body = ErrorBody),
+        (status = 503, description = "`stripe_not_configured`", body = ErrorBody),
+    )
+)]
+pub async fn guest_checkout(
     state: web::Data<AppState>,
     cell: web::Data<StripeCell>,
     body: web::Json<Value>,
@@ -668,9 +765,10 @@ mod tests {
         let e = stripe_error(StripeCallError::Refused {
             status: 401,
             kind: "authentication_error".into(),
-            message: "bad key".into(),
+            message: "Invalid API Key provided: sk_test_****1234".into(),
         });
-        assert_eq!(e.status.as_u16(), 502);
+        assert_eq!((e.status.as_u16(), e.code), (502, "stripe_unavailable"));
+        assert!(!e.message.contains("sk_test"), "the key is not shown");
         let e = stripe_error(StripeCallError::Unavailable("down".into()));
         assert_eq!((e.status.as_u16(), e.code), (502, "stripe_unavailable"));
     }

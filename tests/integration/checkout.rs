@@ -1201,6 +1201,29 @@ async fn unreachable_or_unconfigured_stripe_is_reported() {
         .await
         .is_empty());
 
+    // A key Stripe does not accept: facture's configuration, not the customer's problem.
+    let stripe = StripeStandIn::start().await;
+    let app = spawn_app_with(|f| {
+        stripe
+            .configure(f)
+            .merge(("stripe.secret_key", "sk_test_revoked"))
+    })
+    .await;
+    let res = post(&app, "/payments/guest-checkout", None, guest_body()).await;
+    assert_eq!(
+        (res.status, res.code().as_str()),
+        (502, "stripe_unavailable"),
+        "{res:?}"
+    );
+    assert_eq!(
+        stripe.seen().len(),
+        1,
+        "an authentication failure is not retried"
+    );
+    assert!(pending_of(&app, "jeanne.martin@example.fr")
+        .await
+        .is_empty());
+
     // No secret key: checkout is not offered, the price list still is.
     let app = spawn_app_with(|f| f).await;
     let res = post(&app, "/payments/guest-checkout", None, guest_body()).await;
