@@ -1,6 +1,7 @@
 //! Mailer: the actor in front of facture-core's mailer (templates, transport, delivery
 //! log, retries with backoff). Each message is sent on its own task, so a slow SMTP
-//! server delays that message only.
+//! server delays that message only. Every send goes through this actor — including the
+//! admin API's retries — because lettre's SMTP pool belongs to the runtime it started on.
 
 use std::time::Instant;
 
@@ -8,7 +9,7 @@ use actix::prelude::*;
 use facture_core::mail::{DeliveryOutcome, Mailer as CoreMailer};
 
 use crate::error::EngineError;
-use crate::messages::SendMail;
+use crate::messages::{RetryDelivery, SendMail};
 use crate::metrics::{self, ActorKind};
 
 pub struct Mailer {
@@ -48,6 +49,26 @@ impl Handler<SendMail> for Mailer {
         Box::pin(async move {
             let started = Instant::now();
             let result = mailer.send(msg.0).await.map_err(EngineError::from);
+            let sent = matches!(&result, Ok(o) if o.is_sent());
+            metrics::handled(ActorKind::Mailer, started.elapsed(), sent);
+            metrics::mail(if sent { "sent" } else { "failed" });
+            result
+        })
+    }
+}
+
+impl Handler<RetryDelivery> for Mailer {
+    type Result = ResponseFuture<Result<DeliveryOutcome, EngineError>>;
+
+    fn handle(&mut self, msg: RetryDelivery, _: &mut Self::Context) -> Self::Result {
+        metrics::dequeued(ActorKind::Mailer);
+        let mailer = self.mailer.clone();
+        Box::pin(async move {
+            let started = Instant::now();
+            let result = mailer
+                .retry_delivery(&msg.delivery_id, &msg.content, msg.attachment)
+                .await
+                .map_err(EngineError::from);
             let sent = matches!(&result, Ok(o) if o.is_sent());
             metrics::handled(ActorKind::Mailer, started.elapsed(), sent);
             metrics::mail(if sent { "sent" } else { "failed" });

@@ -2,7 +2,7 @@
 
 use actix::prelude::*;
 use facture_core::events::{Appended, NewEvent};
-use facture_core::mail::{DeliveryOutcome, OutgoingMail};
+use facture_core::mail::{Attachment, DeliveryOutcome, MailContent, OutgoingMail};
 use facture_core::notifications::DomainEvent;
 use facture_core::pdf::InvoiceDocument;
 use facture_core::storage::StoredFile;
@@ -76,6 +76,15 @@ pub struct ReadInvoice {
 #[derive(Message)]
 #[rtype(result = "Result<DeliveryOutcome, EngineError>")]
 pub struct SendMail(pub OutgoingMail);
+
+/// → Mailer: send a failed delivery again with its content rebuilt by the caller.
+#[derive(Message)]
+#[rtype(result = "Result<DeliveryOutcome, EngineError>")]
+pub struct RetryDelivery {
+    pub delivery_id: String,
+    pub content: MailContent,
+    pub attachment: Option<Attachment>,
+}
 
 /// → NotificationBus: record a domain event for the admins (and mail the important ones).
 #[derive(Message)]

@@ -11,7 +11,7 @@ use facture_core::storage::sha256_hex;
 use facture_core::{events, invoices, orders};
 
 use crate::error::EngineError;
-use crate::messages::{ProcessEvent, ReadInvoice, SendMail};
+use crate::messages::{ProcessEvent, ReadInvoice, RetryDelivery, SendMail};
 use crate::metrics::{self, ActorKind};
 use crate::order_actor::{render_pdf, store_pdf};
 use crate::Engine;
@@ -83,10 +83,15 @@ impl Engine {
             .await?
             .ok_or_else(|| EngineError::NotFound(format!("delivery {delivery_id}")))?;
         let (content, attachment) = self.rebuild(&delivery).await?;
-        Ok(self
-            .core_mailer
-            .retry_delivery(delivery_id, &content, attachment)
-            .await?)
+        metrics::enqueued(ActorKind::Mailer);
+        self.deps
+            .mailer
+            .send(RetryDelivery {
+                delivery_id: delivery_id.to_owned(),
+                content,
+                attachment,
+            })
+            .await?
     }
 
     async fn rebuild(

@@ -547,12 +547,20 @@ async fn send_mail(deps: &OrderDeps, mail: OutgoingMail) -> Result<(), EngineErr
     metrics::enqueued(ActorKind::Mailer);
     let outcome = deps.mailer.send(SendMail(mail)).await??;
     if outcome.is_sent() {
-        Ok(())
-    } else {
-        Err(EngineError::NotDelivered(
-            outcome.last_error.unwrap_or_else(|| "not sent".into()),
-        ))
+        return Ok(());
     }
+    // Tell the admins now; the step itself retries and may dead-letter later.
+    let event = DomainEvent::delivery_failed(&outcome.delivery);
+    let key = format!(
+        "delivery-failed:{}:{}",
+        outcome.delivery_id, outcome.attempts
+    );
+    if let Err(e) = publish(deps, event, key).await {
+        tracing::warn!(error = %e, "delivery failure not notified");
+    }
+    Err(EngineError::NotDelivered(
+        outcome.last_error.unwrap_or_else(|| "not sent".into()),
+    ))
 }
 
 async fn publish(deps: &OrderDeps, event: DomainEvent, key: String) -> Result<(), EngineError> {

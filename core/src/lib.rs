@@ -15,9 +15,9 @@ pub mod orders;
 pub mod pdf;
 pub mod storage;
 pub mod stripe;
-pub mod users;
 #[cfg(feature = "testkit")]
 pub mod testkit;
+pub mod users;
 
 /// `n` random bytes as lowercase hex (ids for secrets and tokens).
 pub fn random_hex(n: usize) -> String {

@@ -79,7 +79,7 @@ impl BasisPoints {
         let frac = self.0 % 100;
         if frac == 0 {
             format!("{whole}\u{a0}%")
-        } else if frac % 10 == 0 {
+        } else if frac.is_multiple_of(10) {
             format!("{whole},{}\u{a0}%", frac / 10)
         } else {
             format!("{whole},{frac:02}\u{a0}%")
