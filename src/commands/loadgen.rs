@@ -102,7 +102,8 @@ impl Percentiles {
 }
 
 pub async fn run(mut settings: Settings, args: LoadgenArgs) -> anyhow::Result<()> {
-    if !args.burst && !(args.rate.is_finite() && args.rate > 0.0) {
+    let valid_rate = args.rate.is_finite() && args.rate > 0.0;
+    if !args.burst && !valid_rate {
         anyhow::bail!("--rate: expected a positive number of events per second");
     }
     settings.ensure_secrets()?;

@@ -146,7 +146,10 @@ async fn kill_9_during_a_burst_loses_nothing_and_invoices_exactly_once() {
             ("FACTURE__STORAGE__ROOT".into(), path("uploads")),
             ("FACTURE__APP__DATA_DIR".into(), path("data")),
             ("FACTURE__STRIPE__WEBHOOK_SECRETS".into(), SECRETS.join(",")),
-            ("FACTURE__AUTH__JWT_SECRET".into(), "campaign-secret-0123456789".into()),
+            (
+                "FACTURE__AUTH__JWT_SECRET".into(),
+                "campaign-secret-0123456789".into(),
+            ),
             ("FACTURE__MAIL__TRANSPORT".into(), "smtp".into()),
             ("FACTURE__MAIL__SMTP_URL".into(), smtp.url()),
             ("FACTURE__MAIL__RETRY_INITIAL_MS".into(), "20".into()),
@@ -156,7 +159,9 @@ async fn kill_9_during_a_burst_loses_nothing_and_invoices_exactly_once() {
         ],
     };
     facture.start();
-    let client = awc::Client::builder().timeout(Duration::from_secs(10)).finish();
+    let client = awc::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .finish();
     wait_healthy(&client, &facture).await;
 
     // Every payment is delivered twice (Stripe redelivers), in a shuffled order.
@@ -225,34 +230,67 @@ async fn kill_9_during_a_burst_loses_nothing_and_invoices_exactly_once() {
     let deadline = Instant::now() + Duration::from_secs(if heavy { 600 } else { 120 });
     loop {
         let unfinished = orders::count_unfinished_pipelines(&db).await.unwrap()
-            + events::count_by_status(&db, events::status::RECEIVED).await.unwrap();
+            + events::count_by_status(&db, events::status::RECEIVED)
+                .await
+                .unwrap();
         if unfinished == 0 {
             break;
         }
-        assert!(Instant::now() < deadline, "{unfinished} unfinished after the campaign (seed {seed})");
+        assert!(
+            Instant::now() < deadline,
+            "{unfinished} unfinished after the campaign (seed {seed})"
+        );
         actix_web::rt::time::sleep(Duration::from_millis(100)).await;
     }
     let recovered_in = acked_at.elapsed();
 
     // Every acknowledged event was processed; each order paid once, invoiced once.
-    assert_eq!(acknowledged.len(), n, "every payment was eventually acknowledged");
+    assert_eq!(
+        acknowledged.len(),
+        n,
+        "every payment was eventually acknowledged"
+    );
     assert_eq!(events::count_all(&db).await.unwrap(), n as i64);
-    assert_eq!(events::count_by_status(&db, events::status::PROCESSED).await.unwrap(), n as i64);
+    assert_eq!(
+        events::count_by_status(&db, events::status::PROCESSED)
+            .await
+            .unwrap(),
+        n as i64
+    );
     let mut sequences = BTreeSet::new();
     let mut emails: HashMap<String, String> = HashMap::new();
     for (commande_id, _, amount) in &made {
         let order = orders::find(&db, commande_id).await.unwrap().unwrap();
         assert_eq!(order.payment_status, "paid");
-        let invoice = invoices::find_by_commande(&db, commande_id).await.unwrap().unwrap();
+        let invoice = invoices::find_by_commande(&db, commande_id)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(invoice.amount_cents, *amount);
-        assert!(sequences.insert(invoice.sequence), "number issued twice (seed {seed})");
-        let file = dir.path().join("uploads").join(invoice.pdf_path.as_deref().unwrap());
+        assert!(
+            sequences.insert(invoice.sequence),
+            "number issued twice (seed {seed})"
+        );
+        let file = dir
+            .path()
+            .join("uploads")
+            .join(invoice.pdf_path.as_deref().unwrap());
         let bytes = std::fs::read(&file).expect("PDF on disk");
-        assert_eq!(invoice.pdf_sha256.as_deref(), Some(sha256_hex(&bytes).as_str()));
-        let user = orders::find_user(&db, &order.user_id).await.unwrap().unwrap();
+        assert_eq!(
+            invoice.pdf_sha256.as_deref(),
+            Some(sha256_hex(&bytes).as_str())
+        );
+        let user = orders::find_user(&db, &order.user_id)
+            .await
+            .unwrap()
+            .unwrap();
         emails.insert(user.email, invoice.number);
     }
-    assert_eq!(sequences, (1..=n as i64).collect::<BTreeSet<_>>(), "gapless (seed {seed})");
+    assert_eq!(
+        sequences,
+        (1..=n as i64).collect::<BTreeSet<_>>(),
+        "gapless (seed {seed})"
+    );
     let no_partial = std::fs::read_dir(dir.path().join("uploads/invoices"))
         .unwrap()
         .filter_map(Result::ok)
@@ -264,14 +302,29 @@ async fn kill_9_during_a_burst_loses_nothing_and_invoices_exactly_once() {
     let mut received: HashMap<&str, usize> = HashMap::new();
     for m in &mails {
         for r in &m.recipients {
-            received.entry(r.as_str()).and_modify(|c| *c += 1).or_insert(1);
+            received
+                .entry(r.as_str())
+                .and_modify(|c| *c += 1)
+                .or_insert(1);
         }
     }
-    let missing: Vec<_> = emails.keys().filter(|e| !received.contains_key(e.as_str())).collect();
-    assert!(missing.is_empty(), "customers without their invoice: {missing:?} (seed {seed})");
+    let missing: Vec<_> = emails
+        .keys()
+        .filter(|e| !received.contains_key(e.as_str()))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "customers without their invoice: {missing:?} (seed {seed})"
+    );
     let duplicate_mails: usize = emails
         .keys()
-        .map(|e| received.get(e.as_str()).copied().unwrap_or(0).saturating_sub(1))
+        .map(|e| {
+            received
+                .get(e.as_str())
+                .copied()
+                .unwrap_or(0)
+                .saturating_sub(1)
+        })
         .sum();
     let ids_len = ids.len();
     println!(

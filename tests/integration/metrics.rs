@@ -29,12 +29,14 @@ const ACTORS: [&str; 7] = [
     "notification_bus",
 ];
 
-/// (metric name as written, Prometheus type, label name, label values every series has).
-fn expected() -> Vec<(
-    &'static str,
-    &'static str,
-    Option<(&'static str, Vec<&'static str>)>,
-)> {
+/// A family's label and the values every one of its series must have.
+type Labelled = Option<(&'static str, Vec<&'static str>)>;
+
+/// A counter sample (name, labels) and by how much one payment moves it at least.
+type Moved<'a> = (&'a str, Vec<(&'a str, &'a str)>, f64);
+
+/// (metric name as written, Prometheus type, labelled series).
+fn expected() -> Vec<(&'static str, &'static str, Labelled)> {
     let actors = || Some(("actor", ACTORS.to_vec()));
     vec![
         ("facture_mailbox_depth", "gauge", actors()),
@@ -271,7 +273,7 @@ async fn metrics_expose_every_family_and_counters_move_when_a_payment_flows() {
 
     // Counters only grow (other tests share the process's recorder): each must have moved
     // by at least what this payment did.
-    let moved: Vec<(&str, Vec<(&str, &str)>, f64)> = vec![
+    let moved: Vec<Moved> = vec![
         (
             "facture_webhook_requests_total",
             vec![("outcome", "accepted")],

@@ -197,15 +197,25 @@ fn run_sql(app: &TestApp, sql: &'static str) {
 #[actix_web::test]
 async fn when_the_event_cannot_be_committed_stripe_gets_503_never_2xx() {
     let app = spawn_app().await;
-    run_sql(&app, "ALTER TABLE webhook_events RENAME TO webhook_events_away");
+    run_sql(
+        &app,
+        "ALTER TABLE webhook_events RENAME TO webhook_events_away",
+    );
     let body = completed(&evt(), &session(), 1000);
     let (status, json) = app.deliver(body.clone()).await;
     assert_eq!(status, 503, "{json}");
     assert_eq!(json["error"], "unavailable");
 
     // The database is back: Stripe's retry of the same event is accepted and stored.
-    run_sql(&app, "ALTER TABLE webhook_events_away RENAME TO webhook_events");
+    run_sql(
+        &app,
+        "ALTER TABLE webhook_events_away RENAME TO webhook_events",
+    );
     let (status, json) = app.deliver(body).await;
-    assert_eq!((status, json["received"].as_bool()), (200, Some(true)), "{json}");
+    assert_eq!(
+        (status, json["received"].as_bool()),
+        (200, Some(true)),
+        "{json}"
+    );
     assert_eq!(stored_events(&app).await, 1);
 }
