@@ -11,7 +11,7 @@
 #   RATES        events/s per run, or "burst" (default "500 1000 2000 burst")
 #   DURATION     seconds of traffic per rated run: orders = rate × DURATION (default 10)
 #   BURST_ORDERS orders sent in the burst run (default 10000)
-#   CONCURRENCY  requests in flight (default 32; 64 for burst)
+#   CONCURRENCY  requests in flight (default 32); CONCURRENCY_BURST for the burst run (64)
 #   MAIL         smtp (default: a tiny asyncio SMTP sink in Python, no dependency) or file
 #   PG_ADMIN     admin URL for PostgreSQL (default postgres://postgres@127.0.0.1:5432/postgres)
 #   FACTURE_LOG  server log filter (default "warn": per-event info lines are left out)
