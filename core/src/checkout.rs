@@ -9,7 +9,7 @@ use diesel_async::RunQueryDsl;
 use crate::db::models::{Commande, PendingCommande};
 use crate::db::schema::{commandes, pending_commandes};
 use crate::db::{now, Db, DbError};
-use crate::orders::{payment, statut};
+use crate::orders::{payment, unpaid_commande};
 use crate::with_conn;
 
 /// A signed-in customer's new order, whose Checkout Session Stripe just created.
@@ -25,29 +25,15 @@ pub struct NewCheckoutOrder {
 
 /// Inserts the unpaid order with its session.
 pub async fn insert_order(db: &Db, new: &NewCheckoutOrder) -> Result<Commande, DbError> {
-    let t = now();
-    let c = Commande {
-        id: new.id.clone(),
-        user_id: new.user_id.clone(),
-        titre: new.titre.clone(),
-        description: new.description.clone(),
-        statut: statut::EN_ATTENTE.into(),
-        payment_status: payment::PENDING.into(),
-        stripe_session_id: Some(new.session_id.clone()),
-        stripe_payment_intent: None,
-        amount_cents: new.amount_cents,
-        currency: "eur".into(),
-        is_guest: false,
-        paid_at: None,
-        pipeline: None,
-        pipeline_attempts: 0,
-        pipeline_error: None,
-        next_attempt_at: None,
-        lease_owner: None,
-        lease_expires_at: None,
-        created_at: t,
-        updated_at: t,
-    };
+    let c = unpaid_commande(
+        new.id.clone(),
+        new.user_id.clone(),
+        new.titre.clone(),
+        new.description.clone(),
+        new.amount_cents,
+        new.session_id.clone(),
+        now(),
+    );
     with_conn!(db, write, |conn| {
         diesel::insert_into(commandes::table)
             .values(&c)

@@ -578,34 +578,55 @@ pub async fn create_order(db: &Db, new: &NewOrder) -> Result<Commande, DbError> 
                 u.id
             }
         };
-        let c = Commande {
-            id: new_id(),
+        let c = unpaid_commande(
+            new_id(),
             user_id,
-            titre: new.titre.clone(),
-            description: new.description.clone(),
-            statut: statut::EN_ATTENTE.into(),
-            payment_status: payment::PENDING.into(),
-            stripe_session_id: Some(new.session_id.clone()),
-            stripe_payment_intent: None,
-            amount_cents: new.amount_cents,
-            currency: "eur".into(),
-            is_guest: false,
-            paid_at: None,
-            pipeline: None,
-            pipeline_attempts: 0,
-            pipeline_error: None,
-            next_attempt_at: None,
-            lease_owner: None,
-            lease_expires_at: None,
-            created_at: t,
-            updated_at: t,
-        };
+            new.titre.clone(),
+            new.description.clone(),
+            new.amount_cents,
+            new.session_id.clone(),
+            t,
+        );
         diesel::insert_into(commandes::table)
             .values(&c)
             .execute(conn)
             .await?;
         Ok(c)
     })
+}
+
+/// A signed-in customer's order as checkout creates it: unpaid, with its session.
+pub fn unpaid_commande(
+    id: String,
+    user_id: String,
+    titre: String,
+    description: String,
+    amount_cents: i64,
+    session_id: String,
+    t: NaiveDateTime,
+) -> Commande {
+    Commande {
+        id,
+        user_id,
+        titre,
+        description,
+        statut: statut::EN_ATTENTE.into(),
+        payment_status: payment::PENDING.into(),
+        stripe_session_id: Some(session_id),
+        stripe_payment_intent: None,
+        amount_cents,
+        currency: "eur".into(),
+        is_guest: false,
+        paid_at: None,
+        pipeline: None,
+        pipeline_attempts: 0,
+        pipeline_error: None,
+        next_attempt_at: None,
+        lease_owner: None,
+        lease_expires_at: None,
+        created_at: t,
+        updated_at: t,
+    }
 }
 
 /// A guest checkout waiting for payment.
