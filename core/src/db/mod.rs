@@ -89,6 +89,10 @@ impl DbError {
 pub enum Db {
     Sqlite {
         writer: Pool<SqliteConn>,
+        /// A second writer reserved for webhook acknowledgements (`synchronous = FULL`), so
+        /// an acknowledgement waits for at most the pipeline transaction in progress (SQLite's
+        /// lock, with the busy timeout) instead of the whole queue of pipeline writes.
+        acks: Pool<SqliteConn>,
         readers: Pool<SqliteConn>,
         path: PathBuf,
     },
@@ -129,22 +133,17 @@ macro_rules! with_conn {
 /// `Result<T, DbError>`) inside one write transaction: `BEGIN IMMEDIATE` on SQLite
 /// (the single writer), a normal transaction on PostgreSQL.
 ///
-/// `with_write_tx!(db, durable, |conn| ...)` makes the SQLite commit durable against power
-/// loss too (`synchronous = FULL` for this commit; other commits use `NORMAL`, which a
-/// crash of facture itself never loses in WAL mode). The webhook acknowledgement uses it.
+/// `with_write_tx!(db, durable, |conn| ...)` commits on SQLite's acknowledgement connection,
+/// which runs `synchronous = FULL`: durable against power loss too (other commits use
+/// `NORMAL`, which a crash of facture itself never loses in WAL mode). The webhook
+/// acknowledgement uses it.
 #[macro_export]
 macro_rules! with_write_tx {
     ($db:expr, durable, |$conn:ident| $body:expr) => {{
-        match $db.write().await? {
+        match $db.ack_writer().await? {
             $crate::db::Conn::Sqlite(mut c) => {
-                use diesel_async::SimpleAsyncConnection as _;
-                c.batch_execute("PRAGMA synchronous = FULL").await?;
-                let result = c
-                    .immediate_transaction(async |$conn: &mut $crate::db::SqliteConn| $body)
-                    .await;
-                // Left at FULL if this fails: slower commits, never weaker ones.
-                let _ = c.batch_execute("PRAGMA synchronous = NORMAL").await;
-                result
+                c.immediate_transaction(async |$conn: &mut $crate::db::SqliteConn| $body)
+                    .await
             }
             $crate::db::Conn::Postgres(mut c) => {
                 use diesel_async::AsyncConnection as _;
@@ -202,14 +201,14 @@ impl Db {
         // Create the file and switch it to WAL once, before any pool opens it.
         open_sqlite_sync(path, busy_ms)?;
         let url = path.to_string_lossy().into_owned();
-        let build = |size: usize| {
+        let build = |size: usize, synchronous: &'static str| {
             let mut config = ManagerConfig::<SqliteConn>::default();
             config.custom_setup = Box::new(move |url| {
                 let url = url.to_owned();
                 async move {
                     let mut conn =
                         <SqliteConn as diesel_async::AsyncConnection>::establish(&url).await?;
-                    conn.batch_execute(&sqlite_pragmas(busy_ms))
+                    conn.batch_execute(&sqlite_pragmas(busy_ms, synchronous))
                         .await
                         .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
                     Ok(conn)
@@ -226,8 +225,9 @@ impl Db {
                 .map_err(|e| DbError::Connect(e.to_string()))
         };
         Ok(Db::Sqlite {
-            writer: build(1)?,
-            readers: build(pool_size.max(1))?,
+            writer: build(1, "NORMAL")?,
+            acks: build(1, "FULL")?,
+            readers: build(pool_size.max(1), "NORMAL")?,
             path: path.to_owned(),
         })
     }
@@ -240,6 +240,15 @@ impl Db {
     pub async fn read(&self) -> Result<Conn, DbError> {
         match self {
             Db::Sqlite { readers, .. } => readers.get().await.map(Conn::Sqlite),
+            Db::Postgres(pool) => pool.get().await.map(Conn::Postgres),
+        }
+        .map_err(|e| DbError::Pool(e.to_string()))
+    }
+
+    /// The connection for durable acknowledgement commits (see `acks`).
+    pub async fn ack_writer(&self) -> Result<Conn, DbError> {
+        match self {
+            Db::Sqlite { acks, .. } => acks.get().await.map(Conn::Sqlite),
             Db::Postgres(pool) => pool.get().await.map(Conn::Postgres),
         }
         .map_err(|e| DbError::Pool(e.to_string()))
@@ -288,10 +297,10 @@ impl Db {
     }
 }
 
-fn sqlite_pragmas(busy_ms: u64) -> String {
+fn sqlite_pragmas(busy_ms: u64, synchronous: &str) -> String {
     format!(
         "PRAGMA busy_timeout = {busy_ms}; PRAGMA foreign_keys = ON; \
-         PRAGMA synchronous = NORMAL; PRAGMA temp_store = MEMORY; PRAGMA cache_size = -16000;"
+         PRAGMA synchronous = {synchronous}; PRAGMA temp_store = MEMORY; PRAGMA cache_size = -16000;"
     )
 }
 
@@ -300,7 +309,7 @@ fn open_sqlite_sync(path: &Path, busy_ms: u64) -> Result<SqliteConnection, DbErr
         .map_err(|e| DbError::Connect(format!("{}: {e}", path.display())))?;
     conn.batch_execute(&format!(
         "PRAGMA journal_mode = WAL; {}",
-        sqlite_pragmas(busy_ms)
+        sqlite_pragmas(busy_ms, "NORMAL")
     ))
     .map_err(DbError::Query)?;
     Ok(conn)
