@@ -219,3 +219,59 @@ async fn when_the_event_cannot_be_committed_stripe_gets_503_never_2xx() {
     );
     assert_eq!(stored_events(&app).await, 1);
 }
+
+#[actix_web::test]
+async fn malformed_bodies_and_headers_never_panic_nor_5xx() {
+    let app = spawn_app().await;
+    let valid = completed(&evt(), &session(), 1000);
+    let mut bodies: Vec<Vec<u8>> = vec![
+        valid[..valid.len() / 2].to_vec(), // truncated JSON
+        br#"{"id":"evt_1","type":"x","created":1e999999,"data":{"object":{}}}"#.to_vec(),
+        br#"{"id":"evt_1","type":"x","data":{"object":{"amount_total":99999999999999999999999}}}"#
+            .to_vec(),
+        format!("{}{}", "[".repeat(10_000), "]".repeat(10_000)).into_bytes(), // deep nesting
+        vec![0xff, 0xfe, 0x00, 0x80],                                         // invalid UTF-8
+        Vec::new(),
+        b"null".to_vec(),
+        br#"{"id":"evt_1","type":"","data":{"object":{}}}"#.to_vec(),
+    ];
+    bodies.push(
+        format!(
+            r#"{{"id":"evt_{}","type":"x","data":{{"object":{{}}}}}}"#,
+            "a".repeat(300)
+        )
+        .into_bytes(),
+    );
+    let mut accepted = 0;
+    for body in bodies {
+        let sig = signed(&body);
+        let (status, json) = app.post_webhook(body, Some(sig)).await;
+        // Lenient decoding may accept an event whose unused fields are odd (a huge
+        // amount_total is read as absent); anything else is a clean 400, never a 5xx.
+        match status {
+            200 => accepted += 1,
+            400 => assert_eq!(json["error"], "malformed_event", "{json}"),
+            other => panic!("{other}: {json}"),
+        }
+    }
+    assert_eq!(
+        accepted, 1,
+        "only the well-formed envelope with a huge amount is stored"
+    );
+    let t = now();
+    let headers = [
+        "t=".to_string(),
+        format!("t={t}"),
+        format!("t={t},v1="),
+        format!("t={t},{}", vec!["v1=00"; 10].join(",")),
+        format!("t=99999999999999999999,v1={}", "ab".repeat(32)),
+        "v1=zz,t=abc".to_string(),
+        "\u{00e9}t=1".to_string(),
+    ];
+    for header in headers {
+        let (status, json) = app.post_webhook(valid.clone(), Some(header.clone())).await;
+        assert_eq!(status, 400, "{header}: {json}");
+        assert_eq!(json["error"], "invalid_signature", "{header}");
+    }
+    assert_eq!(stored_events(&app).await, 1);
+}
