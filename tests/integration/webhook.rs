@@ -263,7 +263,7 @@ async fn malformed_bodies_and_headers_never_panic_nor_5xx() {
         "t=".to_string(),
         format!("t={t}"),
         format!("t={t},v1="),
-        format!("t={t},{}", vec!["v1=00"; 10].join(",")),
+        format!("t={t},{}", ["v1=00"; 10].join(",")),
         format!("t=99999999999999999999,v1={}", "ab".repeat(32)),
         "v1=zz,t=abc".to_string(),
         "\u{00e9}t=1".to_string(),
