@@ -317,7 +317,7 @@ async fn authenticate(state: web::Data<AppState>, token: String) -> Result<AuthU
         tracing::debug!(error = %e, "bearer token refused");
         unauthorized("the token is invalid or expired")
     })?;
-    let user: Option<User> = facture_core::users::find(&state.db, &claims.sub).await?;
+    let user: Option<User> = facture_core::orders::find_user(&state.db, &claims.sub).await?;
     let user = user
         .filter(|u| u.is_active)
         .ok_or_else(|| unauthorized("the token's account does not exist or is inactive"))?;

@@ -9,7 +9,7 @@ use diesel_async::RunQueryDsl;
 use crate::db::models::{Commande, PendingCommande};
 use crate::db::schema::{commandes, pending_commandes};
 use crate::db::{now, Db, DbError};
-use crate::orders::{payment, unpaid_commande};
+use crate::orders::{insert_pending_order, payment, unpaid_commande, NewPendingOrder};
 use crate::with_conn;
 
 /// A signed-in customer's new order, whose Checkout Session Stripe just created.
@@ -78,16 +78,7 @@ pub async fn replace_session(
 #[derive(Debug, Clone)]
 pub struct NewGuestCheckout {
     pub id: String,
-    pub prenom: String,
-    pub nom: String,
-    pub email: String,
-    pub telephone: Option<String>,
-    pub adresse: Option<String>,
-    pub titre: String,
-    pub description: String,
-    pub amount_cents: i64,
-    pub nombre_pages: Option<i32>,
-    pub session_id: String,
+    pub order: NewPendingOrder,
     /// SHA-256 (hex) of the activation token; the token itself is never stored.
     pub activation_token_sha256: String,
     pub token_expires_at: NaiveDateTime,
@@ -95,35 +86,8 @@ pub struct NewGuestCheckout {
 
 /// Inserts the pending order with its session and hashed activation token.
 pub async fn insert_guest(db: &Db, new: &NewGuestCheckout) -> Result<PendingCommande, DbError> {
-    let t = now();
-    let p = PendingCommande {
-        id: new.id.clone(),
-        prenom: new.prenom.clone(),
-        nom: new.nom.clone(),
-        email: new.email.clone(),
-        telephone: new.telephone.clone(),
-        adresse: new.adresse.clone(),
-        titre: new.titre.clone(),
-        description: new.description.clone(),
-        amount_cents: new.amount_cents,
-        nombre_pages: new.nombre_pages,
-        stripe_session_id: Some(new.session_id.clone()),
-        activation_token: Some(new.activation_token_sha256.clone()),
-        token_expires_at: Some(new.token_expires_at),
-        status: "open".into(),
-        is_processed: false,
-        user_id: None,
-        commande_id: None,
-        created_at: t,
-        updated_at: t,
-    };
-    with_conn!(db, write, |conn| {
-        diesel::insert_into(pending_commandes::table)
-            .values(&p)
-            .execute(conn)
-            .await
-    })?;
-    Ok(p)
+    let token = (new.activation_token_sha256.clone(), new.token_expires_at);
+    insert_pending_order(db, new.id.clone(), &new.order, Some(token)).await
 }
 
 pub async fn find_pending(db: &Db, id: &str) -> Result<Option<PendingCommande>, DbError> {

@@ -522,17 +522,6 @@ pub async fn find_user(db: &Db, id: &str) -> Result<Option<User>, DbError> {
     })?)
 }
 
-pub async fn find_user_by_email(db: &Db, email: &str) -> Result<Option<User>, DbError> {
-    Ok(with_conn!(db, |conn| {
-        users::table
-            .filter(users::email.eq(email))
-            .select(User::as_select())
-            .first(conn)
-            .await
-            .optional()
-    })?)
-}
-
 /// A customer order waiting for payment, as checkout (or `facture orders create`) makes it.
 #[derive(Debug, Clone)]
 pub struct NewOrder {
@@ -648,9 +637,21 @@ pub async fn create_pending_order(
     db: &Db,
     new: &NewPendingOrder,
 ) -> Result<PendingCommande, DbError> {
+    insert_pending_order(db, new_id(), new, None).await
+}
+
+/// Inserts a guest order under `id`, with the SHA-256 of an activation token and its
+/// expiry when given (checkout chooses the id first because Stripe receives it).
+pub async fn insert_pending_order(
+    db: &Db,
+    id: String,
+    new: &NewPendingOrder,
+    token: Option<(String, NaiveDateTime)>,
+) -> Result<PendingCommande, DbError> {
     let t = now();
+    let (activation_token, token_expires_at) = token.unzip();
     let p = PendingCommande {
-        id: new_id(),
+        id,
         prenom: new.prenom.clone(),
         nom: new.nom.clone(),
         email: new.email.clone(),
@@ -661,8 +662,8 @@ pub async fn create_pending_order(
         amount_cents: new.amount_cents,
         nombre_pages: new.nombre_pages,
         stripe_session_id: Some(new.session_id.clone()),
-        activation_token: None,
-        token_expires_at: None,
+        activation_token,
+        token_expires_at,
         status: "open".into(),
         is_processed: false,
         user_id: None,

@@ -24,17 +24,6 @@ diesel::define_sql_function! {
     fn lower(x: diesel::sql_types::Text) -> diesel::sql_types::Text;
 }
 
-pub async fn find(db: &Db, id: &str) -> Result<Option<User>, DbError> {
-    Ok(with_conn!(db, |conn| {
-        users::table
-            .find(id)
-            .select(User::as_select())
-            .first(conn)
-            .await
-            .optional()
-    })?)
-}
-
 /// The account an email logs into: the exact address first, else the one whose address
 /// differs only by ASCII case (the oldest, should there be several).
 pub async fn find_for_login(db: &Db, email: &str) -> Result<Option<User>, DbError> {

@@ -19,6 +19,7 @@ use facture_core::checkout::{self as store, NewCheckoutOrder, NewGuestCheckout};
 use facture_core::config::{STRIPE_MAX_AMOUNT_CENTS, STRIPE_MIN_AMOUNT_CENTS};
 use facture_core::db::models::Commande;
 use facture_core::db::{new_id, now};
+use facture_core::orders::NewPendingOrder;
 use facture_core::orders::{self, payment};
 use facture_core::storage::sha256_hex;
 use serde::{Deserialize, Serialize};
@@ -685,16 +686,18 @@ pub async fn guest_checkout(
         &state.db,
         &NewGuestCheckout {
             id: id.clone(),
-            prenom: form.prenom,
-            nom: form.nom,
-            email: form.email,
-            telephone: form.telephone,
-            adresse: Some(form.adresse),
-            titre: service.name.clone(),
-            description,
-            amount_cents: service.amount_cents,
-            nombre_pages: form.nombre_pages,
-            session_id: session_id.clone(),
+            order: NewPendingOrder {
+                prenom: form.prenom,
+                nom: form.nom,
+                email: form.email,
+                telephone: form.telephone,
+                adresse: Some(form.adresse),
+                titre: service.name.clone(),
+                description,
+                amount_cents: service.amount_cents,
+                nombre_pages: form.nombre_pages,
+                session_id: session_id.clone(),
+            },
             activation_token_sha256: sha256_hex(token.as_bytes()),
             token_expires_at: now() + chrono::Duration::hours(hours),
         },
