@@ -5,6 +5,8 @@ mod accounts;
 mod admin_invoices;
 mod admin_ops;
 mod auth;
+mod bad_input;
+mod campaign;
 mod checkout;
 mod cli;
 mod customer;

@@ -1,0 +1,1 @@
+//! Bad input on the HTTP API: path traversal, SQL metacharacters, oversized parameters.
