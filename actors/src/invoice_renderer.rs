@@ -5,10 +5,13 @@
 //! sending: at most `permits` renders are queued or running, and an OrderActor that finds
 //! none waits (backpressure) instead of piling work up. A panic while rendering is caught
 //! here and returned as an error, so one bad document cannot take a pool thread down.
+//!
+//! `engine.render_delay_ms` (fault injection) makes every render sleep that long on its
+//! pool thread first: a slow consumer, to drill backpressure with a real process.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, RwLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use facture_core::config::CompanySettings;
@@ -22,14 +25,23 @@ use crate::metrics::{self, ActorKind};
 pub struct InvoiceRenderer {
     company: Arc<CompanySettings>,
     gate: RenderGate,
+    delay: Duration,
 }
 
 impl InvoiceRenderer {
-    pub fn start(threads: usize, company: CompanySettings, gate: RenderGate) -> Addr<Self> {
+    /// `delay` is the fault-injection sleep before each render (`engine.render_delay_ms`;
+    /// zero in normal operation).
+    pub fn start(
+        threads: usize,
+        company: CompanySettings,
+        gate: RenderGate,
+        delay: Duration,
+    ) -> Addr<Self> {
         let company = Arc::new(company);
         SyncArbiter::start(threads.max(1), move || InvoiceRenderer {
             company: company.clone(),
             gate: gate.clone(),
+            delay,
         })
     }
 }
@@ -47,6 +59,10 @@ impl Handler<Render> for InvoiceRenderer {
         let _open = self.gate.0.read().unwrap_or_else(|p| p.into_inner());
         let started = Instant::now();
         metrics::renders_in_flight(1.0);
+        if !self.delay.is_zero() {
+            // A slow renderer, on purpose: this pool thread is busy for the whole delay.
+            std::thread::sleep(self.delay);
+        }
         let result = catch_unwind(AssertUnwindSafe(|| render_invoice(&msg.0, &self.company)));
         metrics::renders_in_flight(-1.0);
         let result = match result {

@@ -68,8 +68,12 @@ impl Engine {
             engine.render_pool
         };
         let render_gate = RenderGate::default();
-        let renderer =
-            InvoiceRenderer::start(threads, settings.company.clone(), render_gate.clone());
+        let renderer = InvoiceRenderer::start(
+            threads,
+            settings.company.clone(),
+            render_gate.clone(),
+            std::time::Duration::from_millis(engine.render_delay_ms),
+        );
         let storage = Storage::new(settings.storage.root.clone());
         StorageWriter::remove_stale_temp_files(&storage);
         let storage = Supervisor::start(move |_| StorageWriter::new(storage, cap));

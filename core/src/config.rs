@@ -318,6 +318,10 @@ pub struct EngineSettings {
     /// For recovery tests and drills; never set in normal operation.
     #[serde(default)]
     pub halt_before: Option<String>,
+    /// Fault injection: every render sleeps this long on its renderer thread (a slow
+    /// consumer, for backpressure tests and drills). 0 (the default) in normal operation.
+    #[serde(default)]
+    pub render_delay_ms: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -527,6 +531,12 @@ impl Settings {
         }
         if self.engine.max_attempts == 0 {
             return Err(invalid("engine.max_attempts", "at least 1"));
+        }
+        if self.engine.render_delay_ms > 60_000 {
+            return Err(invalid(
+                "engine.render_delay_ms",
+                "at most 60000 (a fault-injection delay; 0 in normal operation)",
+            ));
         }
         self.stripe.validate(self.env)?;
         Ok(())
