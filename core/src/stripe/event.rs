@@ -107,6 +107,10 @@ fn string_field(object: &Value, key: &str) -> Option<String> {
     }
 }
 
+fn has_control(s: &str) -> bool {
+    s.chars().any(char::is_control)
+}
+
 /// Decodes a webhook body. Fails only when the body is not a Stripe event envelope.
 pub fn decode_event(body: &[u8]) -> Result<StripeEvent, MalformedEvent> {
     let envelope: Envelope =
@@ -123,6 +127,13 @@ pub fn decode_event(body: &[u8]) -> Result<StripeEvent, MalformedEvent> {
     let o = &envelope.data.object;
     if !o.is_object() {
         return Err(MalformedEvent("data.object is not an object".into()));
+    }
+    // Stripe's ids, types and emails never hold control characters; facture stores and
+    // looks up these values as text (a NUL cannot even be stored in a PostgreSQL column).
+    if has_control(&envelope.id) || has_control(&envelope.event_type) {
+        return Err(MalformedEvent(
+            "id or type holds a control character".into(),
+        ));
     }
     let object = EventObject {
         id: string_field(o, "id"),
@@ -142,6 +153,19 @@ pub fn decode_event(body: &[u8]) -> Result<StripeEvent, MalformedEvent> {
             .cloned()
             .unwrap_or_default(),
     };
+    for (name, value) in [
+        ("id", &object.id),
+        ("object", &object.object),
+        ("payment_status", &object.payment_status),
+        ("payment_intent", &object.payment_intent),
+        ("customer_email", &object.customer_email),
+    ] {
+        if value.as_deref().is_some_and(has_control) {
+            return Err(MalformedEvent(format!(
+                "data.object.{name} holds a control character"
+            )));
+        }
+    }
     Ok(StripeEvent {
         kind: EventKind::from_type(&envelope.event_type),
         id: envelope.id,
@@ -183,6 +207,15 @@ mod tests {
     }
 
     #[test]
+    fn control_characters_elsewhere_are_left_alone() {
+        let e = decode_event(
+            br#"{"id":"evt_1","type":"x","data":{"object":{"metadata":{"note":"a\nb\u0000"},"description":"\u0000"}}}"#,
+        )
+        .unwrap();
+        assert_eq!(e.metadata("note"), Some("a\nb\u{0}"));
+    }
+
+    #[test]
     fn refuses_what_is_not_an_event() {
         for body in [
             &b"not json"[..],
@@ -192,6 +225,13 @@ mod tests {
             br#"{"id":"cus_1","type":"x","data":{"object":{}}}"#,
             br#"{"id":"evt_1","type":"x","data":{"object":5}}"#,
             b"\xff\xfe",
+            // Control characters in what facture stores or looks up (found by
+            // core/tests/fuzz_inputs.rs: a NUL id was accepted, then PostgreSQL refused it).
+            br#"{"id":"evt_\u0000","type":"x","data":{"object":{}}}"#,
+            br#"{"id":"evt_1","type":"x\n","data":{"object":{}}}"#,
+            br#"{"id":"evt_1","type":"x","data":{"object":{"id":"cs_\u0000"}}}"#,
+            br#"{"id":"evt_1","type":"x","data":{"object":{"payment_intent":{"id":"pi_\u001b"}}}}"#,
+            br#"{"id":"evt_1","type":"x","data":{"object":{"customer_details":{"email":"a\u0000@b.fr"}}}}"#,
         ] {
             assert!(
                 decode_event(body).is_err(),
