@@ -15,5 +15,6 @@ mod faults;
 mod foundation;
 mod helpers;
 mod metrics;
+mod process;
 mod stripe;
 mod webhook;

@@ -71,6 +71,10 @@ impl SmtpSink {
     /// Listens on 127.0.0.1 on a free port.
     pub async fn start() -> SmtpSink {
         let listener = bind(0).await.expect("SMTP sink binds 127.0.0.1:0");
+        Self::serving(listener)
+    }
+
+    fn serving(listener: TcpListener) -> SmtpSink {
         let port = listener.local_addr().expect("bound address").port();
         let shared = Arc::new(Shared::default());
         let server = tokio::spawn(serve(listener, shared.clone()));
@@ -79,6 +83,15 @@ impl SmtpSink {
             shared,
             server: Mutex::new(Some(server)),
         }
+    }
+
+    /// Listens on 127.0.0.1:`port`: a port reserved (and left unanswered) earlier, so a
+    /// mail server that was down comes up where the application already points.
+    pub async fn start_on(port: u16) -> SmtpSink {
+        let listener = bind(port)
+            .await
+            .unwrap_or_else(|e| panic!("SMTP sink binds 127.0.0.1:{port}: {e}"));
+        Self::serving(listener)
     }
 
     pub fn port(&self) -> u16 {
