@@ -112,6 +112,11 @@ impl QueryParams {
         if raw.chars().count() > max_chars {
             return Err(invalid(name, format!("longer than {max_chars} characters")));
         }
+        // A NUL ends a LIKE pattern early on SQLite (matching everything) and cannot be sent
+        // to PostgreSQL at all; no search term needs a control character.
+        if raw.chars().any(char::is_control) {
+            return Err(invalid(name, "contains a control character"));
+        }
         Ok(Some(raw.to_owned()))
     }
 }
@@ -254,6 +259,26 @@ mod tests {
             (p.total_pages, p.has_next_page, p.has_previous_page),
             (0, false, false)
         );
+    }
+
+    #[test]
+    fn free_text_refuses_control_characters() {
+        assert_eq!(
+            params("search=%C3%A9t%C3%A9%20l%27")
+                .text("search", 200)
+                .unwrap(),
+            Some("été l'".to_owned())
+        );
+        for bad in [
+            "search=%00",
+            "search=a%00b",
+            "search=a%0Ab",
+            "search=%1B%5B31m",
+        ] {
+            let e = params(bad).text("search", 200).unwrap_err();
+            assert_eq!(e.code, "invalid_query", "{bad}");
+            assert!(e.message.contains("`search`"), "{bad}: {}", e.message);
+        }
     }
 
     #[test]
