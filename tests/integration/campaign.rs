@@ -104,22 +104,31 @@ async fn deliver_until_acknowledged(
 // 5. Database unreachable for a while
 
 /// A TCP proxy in front of PostgreSQL: facture connects through it; an outage closes
-/// every proxied connection and drops new ones until it ends.
+/// every proxied connection and drops new ones until it ends. It runs on a runtime (and
+/// threads) of its own, so forwarding never waits for the test's own work.
 struct PgProxy {
     port: u16,
     up: watch::Sender<bool>,
     dropped: Arc<AtomicUsize>,
-    accept: tokio::task::JoinHandle<()>,
+    runtime: Option<tokio::runtime::Runtime>,
 }
 
 impl PgProxy {
-    async fn start(upstream: String) -> PgProxy {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    fn start(upstream: String) -> PgProxy {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
         let port = listener.local_addr().unwrap().port();
         let (up, watching) = watch::channel(true);
         let dropped = Arc::new(AtomicUsize::new(0));
         let counted = dropped.clone();
-        let accept = tokio::spawn(async move {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("pg-proxy")
+            .enable_io()
+            .build()
+            .unwrap();
+        runtime.spawn(async move {
+            let listener = TcpListener::from_std(listener).unwrap();
             loop {
                 let Ok((mut inbound, _)) = listener.accept().await else {
                     continue;
@@ -135,6 +144,7 @@ impl PgProxy {
                     let Ok(mut outbound) = TcpStream::connect(&upstream).await else {
                         return;
                     };
+                    let _ = (inbound.set_nodelay(true), outbound.set_nodelay(true));
                     tokio::select! {
                         _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
                         // Outage (or the proxy gone): both sides are closed mid-session.
@@ -147,7 +157,7 @@ impl PgProxy {
             port,
             up,
             dropped,
-            accept,
+            runtime: Some(runtime),
         }
     }
 
@@ -163,7 +173,9 @@ impl PgProxy {
 impl Drop for PgProxy {
     fn drop(&mut self) {
         self.cut();
-        self.accept.abort();
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
     }
 }
 
@@ -290,7 +302,7 @@ async fn database_unreachable_for_a_while_webhook_answers_503_and_nothing_acknow
     let (mut outage, url) = match rig.test_db.database_url() {
         facture_core::config::DatabaseUrl::Postgres(url) => {
             let (prefix, upstream, path) = split_pg_url(url);
-            let proxy = PgProxy::start(upstream).await;
+            let proxy = PgProxy::start(upstream);
             let proxied = format!("{prefix}127.0.0.1:{}{path}", proxy.port);
             (Outage::Postgres(proxy), proxied)
         }
@@ -318,13 +330,13 @@ async fn database_unreachable_for_a_while_webhook_answers_503_and_nothing_acknow
     // During the outage the other half arrives, spread over it.
     let mut during_answers: Vec<(&Order, Result<u16, String>)> = Vec::new();
     let chunks: Vec<&[Order]> = during.chunks(8).collect();
-    let pause = outage_for / chunks.len().max(1) as u32;
-    for chunk in &chunks {
+    for (i, chunk) in chunks.iter().enumerate() {
         let answers = facture
             .deliver_all(&client, &bodies(chunk), chunk.len())
             .await;
         during_answers.extend(chunk.iter().zip(answers));
-        actix_web::rt::time::sleep(pause).await;
+        let next = down_at + outage_for.mul_f64((i + 1) as f64 / (chunks.len() + 1) as f64);
+        actix_web::rt::time::sleep_until(next.into()).await;
     }
     let health = client.get(facture.url("/health")).send().await;
     assert!(
