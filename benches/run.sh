@@ -16,6 +16,7 @@
 #   PG_ADMIN     admin URL for PostgreSQL (default postgres://postgres@127.0.0.1:5432/postgres)
 #   FACTURE_LOG  server log filter (default "warn": per-event info lines are left out)
 #   OUT          where databases, logs and results go (default target/bench-run)
+#   SKIP_BUILD=1 use target/release/facture as it is (no cargo build first)
 #   BENCHES=1    also run the criterion benches (verify, group_commit, render) first
 #
 # Every request goes to 127.0.0.1 only. The server, the sink and the load generator share
@@ -43,8 +44,10 @@ mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
 RESULTS="$OUT/results.md"
 
-echo "==> cargo build --release --bin facture" >&2
-cargo build --release --bin facture >&2
+if [ "${SKIP_BUILD:-0}" != 1 ]; then
+  echo "==> cargo build --release --bin facture" >&2
+  cargo build --release --bin facture >&2
+fi
 BIN="$PWD/target/release/facture"
 
 if [ "${BENCHES:-0}" = 1 ]; then

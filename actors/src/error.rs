@@ -17,8 +17,8 @@ pub enum EngineError {
     Storage(#[from] StorageError),
     #[error("mail: {0}")]
     Mail(#[from] MailError),
-    #[error("mail not delivered: {0}")]
-    NotDelivered(String),
+    #[error("mail not delivered: {error}")]
+    NotDelivered { error: String, permanent: bool },
     #[error("stored data is invalid: {0}")]
     Corrupt(String),
     #[error("an actor is unavailable: {0}")]
@@ -39,8 +39,20 @@ impl EngineError {
             EngineError::Db(e) => e.is_transient(),
             EngineError::Storage(e) => e.is_transient(),
             EngineError::Mail(MailError::Db(e)) => e.is_transient(),
-            EngineError::NotDelivered(_) | EngineError::Unavailable(_) => true,
+            EngineError::NotDelivered { permanent, .. } => !permanent,
+            EngineError::Unavailable(_) => true,
             _ => false,
+        }
+    }
+
+    /// Caused by the environment and curable by an operator without touching the data:
+    /// the mail server unreachable, storage unwritable (even refused: a permission or a
+    /// missing mount is fixed, not worked around), the database down. A pipeline step that
+    /// fails so is parked and retried later, indefinitely, rather than dead-lettered.
+    pub fn is_environmental(&self) -> bool {
+        match self {
+            EngineError::Storage(StorageError::Io { .. }) => true,
+            other => other.is_transient(),
         }
     }
 }

@@ -78,9 +78,11 @@ impl Engine {
         StorageWriter::remove_stale_temp_files(&storage);
         let storage = Supervisor::start(move |_| StorageWriter::new(storage, cap));
         let core_mailer = CoreMailer::new(&settings.mail, &settings.app, db.clone())?;
+        // The pipeline's actors share one thread marked for database work.
+        let pipeline = database_arbiter();
         let mailer = {
             let m = core_mailer.clone();
-            Supervisor::start(move |_| Mailer::new(m, cap))
+            Supervisor::start_in_arbiter(&pipeline, move |_| Mailer::new(m, cap))
         };
         let (live, _) = broadcast::channel(1024);
         let bus = {
@@ -90,7 +92,9 @@ impl Engine {
                 settings.mail.admin.clone(),
                 live.clone(),
             );
-            Supervisor::start(move |_| NotificationBus::new(store, mailer, admin, live, cap))
+            Supervisor::start_in_arbiter(&pipeline, move |_| {
+                NotificationBus::new(store, mailer, admin, live, cap)
+            })
         };
         let deps = Arc::new(OrderDeps {
             db: db.clone(),
@@ -105,7 +109,7 @@ impl Engine {
         });
         let registry = {
             let deps = deps.clone();
-            Supervisor::start(move |_| OrderRegistry::new(deps))
+            Supervisor::start_in_arbiter(&pipeline, move |_| OrderRegistry::new(deps))
         };
         let receiver = {
             let (db, registry, max) = (db, registry.clone(), engine.max_batch);
@@ -135,6 +139,16 @@ impl Engine {
     pub async fn sweep(&self) -> Result<messages::SweepReport, EngineError> {
         self.registry.send(messages::Sweep).await?
     }
+}
+
+/// The thread the order pipeline runs on: the OrderRegistry and every OrderActor it
+/// spawns, the Mailer and the NotificationBus. It is marked for database work (see `facture_core::db::blocking`), so the
+/// pipeline's SQLite transactions run there without a thread handoff per statement;
+/// nothing latency-sensitive shares it (the webhook receiver and HTTP workers stay off it).
+fn database_arbiter() -> ArbiterHandle {
+    let arbiter = Arbiter::new();
+    arbiter.spawn_fn(facture_core::db::blocking::mark_current_thread_for_database_work);
+    arbiter.handle()
 }
 
 fn hostname() -> String {

@@ -102,6 +102,10 @@ pub fn dead_lettered(step: &'static str) {
     ::metrics::counter!("facture_steps_dead_lettered_total", "step" => step).increment(1);
 }
 
+pub fn parked(step: &'static str) {
+    ::metrics::counter!("facture_steps_parked_total", "step" => step).increment(1);
+}
+
 pub fn webhook_outcome(outcome: &'static str) {
     ::metrics::counter!("facture_webhook_requests_total", "outcome" => outcome).increment(1);
 }
@@ -221,6 +225,12 @@ pub fn describe_all() {
         "Pipeline steps given up after their retries, by step."
     );
     describe_counter!(
+        "facture_steps_parked_total",
+        Unit::Count,
+        "Pipeline steps that failed for an environmental reason (mail server, storage, \
+         database) and were parked for a later retry, by step."
+    );
+    describe_counter!(
         "facture_webhook_requests_total",
         Unit::Count,
         "Webhook requests, by outcome."
@@ -274,6 +284,7 @@ pub fn describe_all() {
     }
     for step in STEPS {
         counter!("facture_steps_dead_lettered_total", "step" => step).increment(0);
+        counter!("facture_steps_parked_total", "step" => step).increment(0);
     }
     counter!("facture_invoices_issued_total").increment(0);
     for name in [

@@ -80,11 +80,12 @@ impl Handler<Publish> for NotificationBus {
                         metrics::enqueued(ActorKind::Mailer);
                         let outcome = mailer.send(SendMail(mail)).await??;
                         if !outcome.is_sent() {
-                            return Err(EngineError::NotDelivered(
-                                outcome
+                            return Err(EngineError::NotDelivered {
+                                error: outcome
                                     .last_error
                                     .unwrap_or_else(|| "admin mail not sent".into()),
-                            ));
+                                permanent: outcome.permanent,
+                            });
                         }
                     }
                 }

@@ -228,7 +228,11 @@ pub async fn drive_pipeline(deps: &OrderDeps, commande_id: &str) -> Result<(), E
     } else {
         metrics::pipeline_latency(started.elapsed());
     }
-    orders::release_pipeline(&deps.db, commande_id).await?;
+    if result.is_err() {
+        // Reaching `done` released the claim already; parking or failing a step did too,
+        // but a halt or a database error may not have.
+        orders::release_pipeline(&deps.db, commande_id).await?;
+    }
     match result {
         Err(EngineError::Halted(_)) => Ok(()),
         other => other,
@@ -262,6 +266,10 @@ async fn run_steps(deps: &OrderDeps, order: &mut Commande) -> Result<(), EngineE
                 order.pipeline = Some(next.to_owned());
                 metrics::step_done(current, order);
             }
+            Err(e) if e.is_environmental() => {
+                park(deps, order, current, &e).await?;
+                return Err(e);
+            }
             Err(e) => {
                 let error = e.to_string();
                 orders::fail_step(
@@ -288,6 +296,23 @@ async fn run_steps(deps: &OrderDeps, order: &mut Commande) -> Result<(), EngineE
             }
         }
     }
+}
+
+/// Leaves a step that the environment made fail (mail server, storage, database) for the
+/// sweep to retry after `engine.retry_max_ms`, as many times as it takes: the data is
+/// fine, so giving up would only turn an outage into lost invoices or mails.
+async fn park(
+    deps: &OrderDeps,
+    order: &Commande,
+    current: &'static str,
+    error: &EngineError,
+) -> Result<(), EngineError> {
+    let delay = i64::try_from(deps.settings.engine.retry_max_ms).unwrap_or(30_000);
+    let retry_at = facture_core::db::now() + ChronoDuration::milliseconds(delay);
+    orders::park_step(&deps.db, &order.id, current, &error.to_string(), retry_at).await?;
+    metrics::parked(current);
+    tracing::warn!(commande = %order.id, step = current, %error, %retry_at, "step parked until the environment recovers");
+    Ok(())
 }
 
 /// Retries one step's transient failures with backoff; the last error comes back.
@@ -558,9 +583,10 @@ async fn send_mail(deps: &OrderDeps, mail: OutgoingMail) -> Result<(), EngineErr
     if let Err(e) = publish(deps, event, key).await {
         tracing::warn!(error = %e, "delivery failure not notified");
     }
-    Err(EngineError::NotDelivered(
-        outcome.last_error.unwrap_or_else(|| "not sent".into()),
-    ))
+    Err(EngineError::NotDelivered {
+        error: outcome.last_error.unwrap_or_else(|| "not sent".into()),
+        permanent: outcome.permanent,
+    })
 }
 
 async fn publish(deps: &OrderDeps, event: DomainEvent, key: String) -> Result<(), EngineError> {

@@ -81,7 +81,7 @@ pub async fn claim(
     lease: Duration,
 ) -> Result<Option<WebhookEvent>, DbError> {
     let t = now();
-    let claimed = with_conn!(db, write, |conn| {
+    let claimed: Option<WebhookEvent> = with_conn!(db, write, |conn| {
         diesel::update(
             webhook_events::table
                 .filter(webhook_events::id.eq(id))
@@ -98,13 +98,12 @@ pub async fn claim(
             webhook_events::lease_expires_at.eq(t + lease),
             webhook_events::attempts.eq(webhook_events::attempts + 1),
         ))
-        .execute(conn)
+        .returning(WebhookEvent::as_returning())
+        .get_result(conn)
         .await
+        .optional()
     })?;
-    if claimed == 0 {
-        return Ok(None);
-    }
-    get(db, id).await
+    Ok(claimed)
 }
 
 /// Records how an event ended and releases its claim.

@@ -9,7 +9,7 @@ use chrono::{Duration, NaiveDateTime};
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 
-use crate::db::models::{Commande, PendingCommande, User};
+use crate::db::models::{Commande, OrderStep, PendingCommande, User};
 use crate::db::schema::{commandes, files, order_steps, pending_commandes, users};
 use crate::db::{new_id, now, Db, DbError};
 use crate::stripe::{EventKind, StripeEvent};
@@ -350,7 +350,7 @@ pub async fn claim_pipeline(
     lease: Duration,
 ) -> Result<Option<Commande>, DbError> {
     let t = now();
-    let claimed = with_conn!(db, write, |conn| {
+    let claimed: Option<Commande> = with_conn!(db, write, |conn| {
         diesel::update(
             commandes::table
                 .filter(commandes::id.eq(commande_id))
@@ -367,34 +367,46 @@ pub async fn claim_pipeline(
             commandes::lease_owner.eq(Some(owner)),
             commandes::lease_expires_at.eq(Some(t + lease)),
         ))
-        .execute(conn)
+        .returning(Commande::as_returning())
+        .get_result(conn)
         .await
+        .optional()
     })?;
-    if claimed == 0 {
-        return Ok(None);
-    }
-    find(db, commande_id).await
+    Ok(claimed)
 }
 
 /// Records that `current` finished and moves the pipeline to the next step, only if the
-/// order is still at `current` (a re-driven step never moves it twice).
+/// order is still at `current` (a re-driven step never moves it twice). Reaching `done`
+/// releases the claim in the same statement.
 pub async fn advance(db: &Db, commande_id: &str, current: &str) -> Result<&'static str, DbError> {
     let next = step::next(current);
     let t = now();
+    // The last step also gives the claim back: nothing is left to drive.
+    let holder = (next != step::DONE).then_some(());
     with_write_tx!(db, |conn| {
-        diesel::update(
-            commandes::table
-                .filter(commandes::id.eq(commande_id))
-                .filter(commandes::pipeline.eq(current)),
-        )
-        .set((
+        let at_current = commandes::table
+            .filter(commandes::id.eq(commande_id))
+            .filter(commandes::pipeline.eq(current));
+        let moved = (
             commandes::pipeline.eq(Some(next)),
             commandes::pipeline_attempts.eq(0),
             commandes::pipeline_error.eq(None::<String>),
+            commandes::next_attempt_at.eq(None::<NaiveDateTime>),
             commandes::updated_at.eq(t),
-        ))
-        .execute(conn)
-        .await?;
+        );
+        match holder {
+            Some(()) => diesel::update(at_current).set(moved).execute(conn).await?,
+            None => {
+                diesel::update(at_current)
+                    .set((
+                        moved,
+                        commandes::lease_owner.eq(None::<String>),
+                        commandes::lease_expires_at.eq(None::<NaiveDateTime>),
+                    ))
+                    .execute(conn)
+                    .await?
+            }
+        };
         record_step!(conn, commande_id, current, "done", None::<&str>, t);
         Ok(next)
     })
@@ -426,6 +438,33 @@ pub async fn fail_step(
     })
 }
 
+/// Parks a step that failed for a reason outside the data (mail server, storage, database
+/// unavailable): the claim is released and the sweep drives it again from `retry_at`, for
+/// as long as it takes. Unlike [`fail_step`] it is not a dead letter.
+pub async fn park_step(
+    db: &Db,
+    commande_id: &str,
+    current: &str,
+    error: &str,
+    retry_at: NaiveDateTime,
+) -> Result<(), DbError> {
+    let t = now();
+    with_write_tx!(db, |conn| {
+        diesel::update(commandes::table.find(commande_id))
+            .set((
+                commandes::pipeline_attempts.eq(commandes::pipeline_attempts + 1),
+                commandes::next_attempt_at.eq(Some(retry_at)),
+                commandes::lease_owner.eq(None::<String>),
+                commandes::lease_expires_at.eq(None::<NaiveDateTime>),
+                commandes::updated_at.eq(t),
+            ))
+            .execute(conn)
+            .await?;
+        record_step!(conn, commande_id, current, "retrying", Some(error), t);
+        Ok(())
+    })
+}
+
 /// Releases the claim (the pipeline finished, or the process is stopping).
 pub async fn release_pipeline(db: &Db, commande_id: &str) -> Result<(), DbError> {
     with_conn!(db, write, |conn| {
@@ -453,6 +492,11 @@ pub async fn unfinished_pipelines(
             .filter(commandes::pipeline.ne(step::DONE))
             .filter(commandes::pipeline_error.is_null())
             .filter(
+                commandes::next_attempt_at
+                    .is_null()
+                    .or(commandes::next_attempt_at.le(t)),
+            )
+            .filter(
                 commandes::lease_owner
                     .is_null()
                     .or(commandes::lease_expires_at.lt(t)),
@@ -465,15 +509,35 @@ pub async fn unfinished_pipelines(
     })?)
 }
 
-/// Clears dead-lettered steps so the sweep drives them again (`facture replay --failed`).
+/// Clears dead-lettered steps, and makes parked ones due now, so the sweep drives them
+/// again (`facture replay --failed`).
 pub async fn requeue_failed_pipelines(db: &Db) -> Result<usize, DbError> {
     Ok(with_conn!(db, write, |conn| {
-        diesel::update(commandes::table.filter(commandes::pipeline_error.is_not_null()))
-            .set((
-                commandes::pipeline_error.eq(None::<String>),
-                commandes::pipeline_attempts.eq(0),
-            ))
-            .execute(conn)
+        diesel::update(
+            commandes::table.filter(
+                commandes::pipeline_error
+                    .is_not_null()
+                    .or(commandes::next_attempt_at.is_not_null()),
+            ),
+        )
+        .set((
+            commandes::pipeline_error.eq(None::<String>),
+            commandes::pipeline_attempts.eq(0),
+            commandes::next_attempt_at.eq(None::<NaiveDateTime>),
+        ))
+        .execute(conn)
+        .await
+    })?)
+}
+
+/// The recorded steps of an order's pipeline, in the order they were first started.
+pub async fn steps_of(db: &Db, commande_id: &str) -> Result<Vec<OrderStep>, DbError> {
+    Ok(with_conn!(db, |conn| {
+        order_steps::table
+            .filter(order_steps::commande_id.eq(commande_id))
+            .order(order_steps::started_at.asc())
+            .select(OrderStep::as_select())
+            .load(conn)
             .await
     })?)
 }

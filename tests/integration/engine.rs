@@ -12,7 +12,7 @@ use facture_core::mail::Deliveries;
 use facture_core::notifications::NotificationStore;
 use facture_core::orders::{self, step, NewOrder, NewPendingOrder};
 use facture_core::storage::sha256_hex;
-use facture_core::testkit::smtp::SmtpSink;
+use facture_core::testkit::smtp::{SinkMode, SmtpSink};
 
 use crate::helpers::{eventually, spawn_app_on, spawn_app_with, with_smtp, TestApp};
 use crate::stripe::{completed, evt, session, session_event};
@@ -408,4 +408,60 @@ async fn sessions_from_other_sources_are_acknowledged_and_ignored() {
     .await;
     let order = orders::find(&app.db, &order.id).await.unwrap().unwrap();
     assert_eq!(order.payment_status, "pending");
+}
+
+#[actix_web::test]
+async fn a_mail_server_refusing_for_a_while_parks_the_step_and_the_invoice_goes_out_when_it_recovers(
+) {
+    let smtp = SmtpSink::start().await;
+    smtp.set_mode(SinkMode::Tempfail451);
+    let app = spawn_app_with(with_smtp(&smtp)).await;
+    let order = customer_order(&app, "patience@example.fr", 4_200).await;
+    assert_eq!(
+        app.deliver(completed(&evt(), &session_of(&order), 4_200))
+            .await
+            .0,
+        200
+    );
+
+    // Every in-process retry fails (451): the mail step is parked, not dead-lettered.
+    let parked = eventually("the mail step to be parked", WAIT, || async {
+        let c = orders::find(&app.db, &order.id).await.unwrap()?;
+        (c.pipeline.as_deref() == Some(step::MAIL) && c.next_attempt_at.is_some()).then_some(c)
+    })
+    .await;
+    assert_eq!(
+        parked.pipeline_error, None,
+        "a transient outage is no dead letter"
+    );
+    let steps = orders::steps_of(&app.db, &order.id).await.unwrap();
+    let mail_step = steps
+        .iter()
+        .find(|s| s.step == step::MAIL)
+        .expect("mail step recorded");
+    assert_eq!(mail_step.status, "retrying");
+    assert!(mail_step
+        .last_error
+        .as_deref()
+        .unwrap_or("")
+        .contains("451"));
+    assert!(smtp.messages().is_empty());
+
+    // The server recovers: the sweep drives the parked step again and the invoice goes out.
+    smtp.set_mode(SinkMode::Accept);
+    let invoice = invoiced(&app, &order.id).await;
+    let mails = smtp.wait_for(2, WAIT).await;
+    let to_customer: Vec<_> = mails
+        .iter()
+        .filter(|m| m.recipients.iter().any(|r| r == "patience@example.fr"))
+        .collect();
+    assert_eq!(
+        to_customer.len(),
+        1,
+        "one invoice mail once the server is back"
+    );
+    assert!(to_customer[0].parse().subject.contains(&invoice.number));
+    let done = orders::find(&app.db, &order.id).await.unwrap().unwrap();
+    assert_eq!(done.next_attempt_at, None);
+    assert_eq!(done.pipeline_error, None);
 }

@@ -8,6 +8,7 @@
 //! they queue instead of failing with SQLITE_BUSY; reads use a separate pool (WAL lets them
 //! run beside the writer). PostgreSQL uses one pool and row locks.
 
+pub mod blocking;
 pub mod models;
 pub mod schema;
 
@@ -30,7 +31,8 @@ use crate::config::DatabaseUrl;
 
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations");
 
-pub type SqliteConn = SyncConnectionWrapper<SqliteConnection>;
+/// SQLite through diesel-async; where its calls run is decided by [`blocking`].
+pub type SqliteConn = SyncConnectionWrapper<SqliteConnection, blocking::DatabaseThread>;
 pub type PgConn = AsyncPgConnection;
 
 #[derive(Debug, thiserror::Error)]
@@ -142,8 +144,13 @@ macro_rules! with_write_tx {
     ($db:expr, durable, |$conn:ident| $body:expr) => {{
         match $db.ack_writer().await? {
             $crate::db::Conn::Sqlite(mut c) => {
-                c.immediate_transaction(async |$conn: &mut $crate::db::SqliteConn| $body)
-                    .await
+                let tx: &mut $crate::db::SqliteConn = &mut *c;
+                $crate::db::sqlite_begin_immediate(tx).await?;
+                let result = {
+                    let $conn: &mut $crate::db::SqliteConn = &mut *tx;
+                    async move { $body }.await
+                };
+                $crate::db::sqlite_end_transaction(tx, result).await
             }
             $crate::db::Conn::Postgres(mut c) => {
                 use diesel_async::AsyncConnection as _;
@@ -157,8 +164,13 @@ macro_rules! with_write_tx {
     ($db:expr, |$conn:ident| $body:expr) => {{
         match $db.write().await? {
             $crate::db::Conn::Sqlite(mut c) => {
-                c.immediate_transaction(async |$conn: &mut $crate::db::SqliteConn| $body)
-                    .await
+                let tx: &mut $crate::db::SqliteConn = &mut *c;
+                $crate::db::sqlite_begin_immediate(tx).await?;
+                let result = {
+                    let $conn: &mut $crate::db::SqliteConn = &mut *tx;
+                    async move { $body }.await
+                };
+                $crate::db::sqlite_end_transaction(tx, result).await
             }
             $crate::db::Conn::Postgres(mut c) => {
                 use diesel_async::AsyncConnection as _;
@@ -169,6 +181,37 @@ macro_rules! with_write_tx {
             }
         }
     }};
+}
+
+/// Opens a `BEGIN IMMEDIATE` transaction (takes SQLite's write lock now, waiting up to the
+/// busy timeout, so the transaction never fails later on a lock upgrade). Used by
+/// [`with_write_tx!`]; diesel-async offers this only for its default spawner.
+pub async fn sqlite_begin_immediate(conn: &mut SqliteConn) -> Result<(), DbError> {
+    use diesel::connection::AnsiTransactionManager;
+    conn.spawn_blocking(|c| AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE"))
+        .await?;
+    Ok(())
+}
+
+/// Commits the transaction [`sqlite_begin_immediate`] opened when `result` is `Ok`, rolls
+/// it back otherwise, and hands `result` back.
+pub async fn sqlite_end_transaction<T>(
+    conn: &mut SqliteConn,
+    result: Result<T, DbError>,
+) -> Result<T, DbError> {
+    use diesel_async::sync_connection_wrapper::SyncTransactionManagerWrapper;
+    use diesel_async::TransactionManager;
+    type Manager = SyncTransactionManagerWrapper<diesel::connection::AnsiTransactionManager>;
+    match result {
+        Ok(value) => {
+            Manager::commit_transaction(conn).await?;
+            Ok(value)
+        }
+        Err(e) => {
+            Manager::rollback_transaction(conn).await?;
+            Err(e)
+        }
+    }
 }
 
 impl Db {

@@ -100,6 +100,9 @@ pub struct DeliveryOutcome {
     /// Attempts recorded on the delivery, all sends included.
     pub attempts: u32,
     pub last_error: Option<String>,
+    /// The failure cannot be cured by trying again (the server refused the message, or it
+    /// could not be built); false for a sent message or a transient failure.
+    pub permanent: bool,
     /// The dedupe key's delivery was already sent: nothing was sent this time.
     pub already_sent: bool,
     /// The row as stored.
@@ -113,6 +116,7 @@ impl DeliveryOutcome {
             status: DeliveryStatus::parse(&delivery.status).unwrap_or(DeliveryStatus::Failed),
             attempts: u32::try_from(delivery.attempts).unwrap_or(0),
             last_error: delivery.last_error.clone(),
+            permanent: false,
             already_sent,
             delivery,
         }
@@ -260,9 +264,10 @@ impl Mailer {
         rendered: &RenderedMail,
         attachment: Option<&Attachment>,
     ) -> Result<DeliveryOutcome, MailError> {
-        let (status, attempts, last_error) = match self.build(&row, rendered, attachment) {
+        let (status, attempts, last_error, permanent) = match self.build(&row, rendered, attachment)
+        {
             // Nothing a retry could fix; no attempt was made.
-            Err(e) => (DeliveryStatus::Failed, 0, Some(e.message)),
+            Err(e) => (DeliveryStatus::Failed, 0, Some(e.message), true),
             Ok((envelope, raw)) => {
                 let label = FileLabel {
                     at: now(),
@@ -284,11 +289,12 @@ impl Mailer {
                 )
                 .await;
                 match done.result {
-                    Ok(()) => (DeliveryStatus::Sent, done.attempts, None),
+                    Ok(()) => (DeliveryStatus::Sent, done.attempts, None, false),
                     Err(failure) => (
                         DeliveryStatus::Failed,
                         done.attempts,
-                        Some(failure.into_error().message),
+                        Some(failure.error().message.clone()),
+                        failure.is_permanent(),
                     ),
                 }
             }
@@ -305,7 +311,10 @@ impl Mailer {
         })
         .await;
         let stored = recorded.into_result()?;
-        Ok(DeliveryOutcome::from_row(stored, false))
+        Ok(DeliveryOutcome {
+            permanent,
+            ..DeliveryOutcome::from_row(stored, false)
+        })
     }
 
     /// The envelope and the formatted message: multipart/alternative (text, HTML),
