@@ -60,6 +60,12 @@ impl DbError {
         )
     }
 
+    /// SQLite's write lock is held by another connection (SQLITE_BUSY).
+    pub fn is_lock_busy(&self) -> bool {
+        matches!(self, DbError::Query(diesel::result::Error::DatabaseError(_, info))
+            if info.message().contains("database is locked") || info.message().contains("busy"))
+    }
+
     pub fn is_not_found(&self) -> bool {
         matches!(self, DbError::Query(diesel::result::Error::NotFound))
     }
@@ -97,6 +103,8 @@ pub enum Db {
         acks: Pool<SqliteConn>,
         readers: Pool<SqliteConn>,
         path: PathBuf,
+        /// How long a writer waits for SQLite's write lock (`database.busy_timeout_ms`).
+        patience: Duration,
     },
     Postgres(Pool<PgConn>),
 }
@@ -112,8 +120,29 @@ pub enum Conn {
 
 /// Runs `$body` with `$conn` bound to a `&mut` connection of whichever engine is live.
 /// `$db.$pool()` chooses the pool: `read()` or `write()`.
+///
+/// On SQLite, `with_conn!(db, write, ...)` runs its statement in a `BEGIN IMMEDIATE`
+/// transaction, so that waiting for the write lock never blocks a thread (see
+/// [`sqlite_begin_immediate`]); the result's error is then a [`DbError`] on both engines.
 #[macro_export]
 macro_rules! with_conn {
+    ($db:expr, write, |$conn:ident| $body:expr) => {{
+        match $db.write().await? {
+            $crate::db::Conn::Sqlite(mut c) => {
+                let tx: &mut $crate::db::SqliteConn = &mut *c;
+                $crate::db::sqlite_begin_immediate(tx, $db.lock_patience()).await?;
+                let result = {
+                    let $conn: &mut $crate::db::SqliteConn = &mut *tx;
+                    async { $body }.await.map_err($crate::db::DbError::from)
+                };
+                $crate::db::sqlite_end_transaction(tx, result).await
+            }
+            $crate::db::Conn::Postgres(mut c) => {
+                let $conn: &mut $crate::db::PgConn = &mut *c;
+                $body.map_err($crate::db::DbError::from)
+            }
+        }
+    }};
     ($db:expr, $pool:ident, |$conn:ident| $body:expr) => {{
         match $db.$pool().await? {
             $crate::db::Conn::Sqlite(mut c) => {
@@ -145,10 +174,10 @@ macro_rules! with_write_tx {
         match $db.ack_writer().await? {
             $crate::db::Conn::Sqlite(mut c) => {
                 let tx: &mut $crate::db::SqliteConn = &mut *c;
-                $crate::db::sqlite_begin_immediate(tx).await?;
+                $crate::db::sqlite_begin_immediate(tx, $db.lock_patience()).await?;
                 let result = {
                     let $conn: &mut $crate::db::SqliteConn = &mut *tx;
-                    async move { $body }.await
+                    async { $body }.await
                 };
                 $crate::db::sqlite_end_transaction(tx, result).await
             }
@@ -165,10 +194,10 @@ macro_rules! with_write_tx {
         match $db.write().await? {
             $crate::db::Conn::Sqlite(mut c) => {
                 let tx: &mut $crate::db::SqliteConn = &mut *c;
-                $crate::db::sqlite_begin_immediate(tx).await?;
+                $crate::db::sqlite_begin_immediate(tx, $db.lock_patience()).await?;
                 let result = {
                     let $conn: &mut $crate::db::SqliteConn = &mut *tx;
-                    async move { $body }.await
+                    async { $body }.await
                 };
                 $crate::db::sqlite_end_transaction(tx, result).await
             }
@@ -183,14 +212,32 @@ macro_rules! with_write_tx {
     }};
 }
 
-/// Opens a `BEGIN IMMEDIATE` transaction (takes SQLite's write lock now, waiting up to the
-/// busy timeout, so the transaction never fails later on a lock upgrade). Used by
-/// [`with_write_tx!`]; diesel-async offers this only for its default spawner.
-pub async fn sqlite_begin_immediate(conn: &mut SqliteConn) -> Result<(), DbError> {
+/// Opens a `BEGIN IMMEDIATE` transaction: takes SQLite's write lock now, so the transaction
+/// never fails later on a lock upgrade. Used by [`with_write_tx!`] and `with_conn!(db, write)`.
+///
+/// The writer connections run with `busy_timeout = 0`: when the other writer holds the lock
+/// (the acknowledgement writer and the pipeline's writer take turns), BEGIN fails at once and
+/// this waits a millisecond asynchronously before trying again, for up to `patience`.
+/// SQLite's own busy handler would instead put the thread to sleep for 1, 2, 5, 10... ms,
+/// stalling everything else on the pipeline's thread and stretching the acknowledgement tail.
+pub async fn sqlite_begin_immediate(
+    conn: &mut SqliteConn,
+    patience: Duration,
+) -> Result<(), DbError> {
     use diesel::connection::AnsiTransactionManager;
-    conn.spawn_blocking(|c| AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE"))
-        .await?;
-    Ok(())
+    let deadline = std::time::Instant::now() + patience;
+    loop {
+        let began = conn
+            .spawn_blocking(|c| AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE"))
+            .await
+            .map_err(DbError::from);
+        match began {
+            Err(e) if e.is_lock_busy() && std::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            other => return other,
+        }
+    }
 }
 
 /// Commits the transaction [`sqlite_begin_immediate`] opened when `result` is `Ok`, rolls
@@ -244,7 +291,7 @@ impl Db {
         // Create the file and switch it to WAL once, before any pool opens it.
         open_sqlite_sync(path, busy_ms)?;
         let url = path.to_string_lossy().into_owned();
-        let build = |size: usize, synchronous: &'static str| {
+        let build = |size: usize, synchronous: &'static str, busy_ms: u64| {
             let mut config = ManagerConfig::<SqliteConn>::default();
             config.custom_setup = Box::new(move |url| {
                 let url = url.to_owned();
@@ -267,12 +314,22 @@ impl Db {
                 .build()
                 .map_err(|e| DbError::Connect(e.to_string()))
         };
+        // Writers wait for the lock asynchronously (sqlite_begin_immediate), not in SQLite.
         Ok(Db::Sqlite {
-            writer: build(1, "NORMAL")?,
-            acks: build(1, "FULL")?,
-            readers: build(pool_size.max(1), "NORMAL")?,
+            writer: build(1, "NORMAL", 0)?,
+            acks: build(1, "FULL", 0)?,
+            readers: build(pool_size.max(1), "NORMAL", busy_ms)?,
             path: path.to_owned(),
+            patience: Duration::from_millis(busy_ms),
         })
+    }
+
+    /// How long a SQLite writer waits for the write lock (unused on PostgreSQL).
+    pub fn lock_patience(&self) -> Duration {
+        match self {
+            Db::Sqlite { patience, .. } => *patience,
+            Db::Postgres(_) => Duration::ZERO,
+        }
     }
 
     pub fn is_sqlite(&self) -> bool {
