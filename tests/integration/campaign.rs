@@ -19,12 +19,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use facture_core::db::{Db, DbError};
+use facture_core::mail::Deliveries;
 use facture_core::testkit::db::TestDb;
 use facture_core::testkit::smtp::SmtpSink;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
-use crate::process::{heavy, unfinished, Facture, Metrics, Order, Rig};
+use crate::process::{free_port, heavy, unfinished, until, Facture, Metrics, Order, Rig};
 
 /// Retries, sweeps and leases short enough for an outage of seconds (see issue 8).
 fn tuned(f: &mut Facture) {
@@ -98,6 +99,234 @@ async fn deliver_until_acknowledged(
         }
     }
     refused
+}
+
+// ---------------------------------------------------------------------------------------
+// 3. SMTP down, then back
+
+#[actix_web::test]
+async fn smtp_down_then_back_every_customer_gets_their_invoice() {
+    let n = if heavy() { 300 } else { 40 };
+    let started = Instant::now();
+    let rig = Rig::new(n, "smtp").await;
+    let (db, made) = (&rig.db, &rig.made);
+
+    // The mail server's port is reserved, and nothing listens there yet.
+    let smtp_port = free_port();
+    let mut facture = rig.facture(&format!("smtp://127.0.0.1:{smtp_port}"));
+    tuned(&mut facture);
+    let client = client();
+    facture.start_ready(&client).await;
+
+    let answers = facture.deliver_all(&client, &bodies(made), 16).await;
+    let acknowledged = answers.iter().filter(|a| **a == Ok(200)).count();
+    assert_eq!(
+        acknowledged, n,
+        "every payment acknowledged 200 while SMTP is down: {answers:?}"
+    );
+    let down_at = Instant::now();
+
+    // Every order's invoice mail is attempted and recorded as failed (and counted), and
+    // its step parked, then driven again (and parked again) while SMTP stays down.
+    let deliveries = Deliveries::new(db.clone());
+    let (failed_rows, during) = until(
+        "every invoice mail recorded as failed and its step parked twice",
+        patience(60),
+        Some(&facture),
+        || async {
+            let mut failed = 0;
+            for o in made {
+                let rows = deliveries.list_for_commande(&o.commande_id).await.unwrap();
+                failed += rows
+                    .iter()
+                    // A failed attempt is recorded (status `failed`, or `queued` again
+                    // while the parked step is retried).
+                    .filter(|d| is_invoice_mail(d) && d.status != "sent" && d.attempts > 0)
+                    .count();
+            }
+            let m = facture.metrics(&client).await;
+            let parked = m.sum("facture_steps_parked_total", &[("step", "mail")]);
+            (failed == n && parked >= 2.0 * n as f64).then_some((failed, m))
+        },
+    )
+    .await;
+    let failed_metric = during.sum("facture_mails_total", &[("outcome", "failed")]);
+    let parked = during.sum("facture_steps_parked_total", &[("step", "mail")]);
+    assert!(
+        failed_metric >= n as f64,
+        "facture_mails_total{{outcome=\"failed\"}} = {failed_metric}, expected ≥ {n}"
+    );
+    assert_eq!(
+        during.sum("facture_mails_total", &[("outcome", "sent")]),
+        0.0,
+        "nothing can be sent while SMTP is down"
+    );
+    assert_eq!(
+        during.sum("facture_steps_dead_lettered_total", &[]),
+        0.0,
+        "an unreachable SMTP server dead-letters nothing"
+    );
+
+    // The server comes back on the same port.
+    let smtp = SmtpSink::start_on(smtp_port).await;
+    let down_for = down_at.elapsed();
+    let back_at = Instant::now();
+    rig.wait_done(&smtp, patience(90), "after SMTP came back")
+        .await;
+    let recovered = back_at.elapsed();
+
+    let found = rig.audit(&smtp, "SMTP down, then back").await;
+    // Each invoice mail is one delivery row, sent in the end, its failed attempts kept.
+    let mut attempts = 0;
+    for o in made {
+        let rows = deliveries.list_for_commande(&o.commande_id).await.unwrap();
+        let invoice_rows: Vec<_> = rows.iter().filter(|d| is_invoice_mail(d)).collect();
+        assert_eq!(invoice_rows.len(), 1, "one delivery row per invoice mail");
+        let d = invoice_rows[0];
+        assert_eq!(d.status, "sent", "{d:?}");
+        assert!(d.attempts >= 2, "failed attempts recorded: {d:?}");
+        attempts += d.attempts;
+    }
+    let after = facture.metrics(&client).await;
+    assert_eq!(
+        after.sum("facture_steps_dead_lettered_total", &[]),
+        0.0,
+        "an unreachable SMTP server dead-letters nothing"
+    );
+    let admin_mails = smtp
+        .messages()
+        .iter()
+        .filter(|m| m.recipients.iter().any(|r| r == "admin@example.fr"))
+        .count();
+    println!(
+        "campaign 3 [{}] SMTP down then back: injected SMTP refused for {:.1}s; {n} events, {n} acknowledged 200; \
+         {failed_rows} invoice mails recorded failed, {failed_metric} failed sends counted, {parked} mail steps parked, \
+         {attempts} attempts in all; lost 0; {}, admin mails {admin_mails}; \
+         recovered {:.1}s after SMTP came back; total {:.1}s",
+        engine(&rig.test_db),
+        down_for.as_secs_f64(),
+        found,
+        recovered.as_secs_f64(),
+        started.elapsed().as_secs_f64()
+    );
+}
+
+fn is_invoice_mail(d: &facture_core::db::models::EmailDelivery) -> bool {
+    d.dedupe_key
+        .as_deref()
+        .is_some_and(|k| k.starts_with("invoice:"))
+}
+
+// ---------------------------------------------------------------------------------------
+// 4. Storage unusable for a while
+
+#[actix_web::test]
+async fn storage_unwritable_for_a_while_then_everything_completes_intact() {
+    let n = if heavy() { 300 } else { 40 };
+    let started = Instant::now();
+    let rig = Rig::new(n, "disk").await;
+    let made = &rig.made;
+    let smtp = SmtpSink::start().await;
+    let mut facture = rig.facture(&smtp.url());
+    tuned(&mut facture);
+    let client = client();
+    facture.start_ready(&client).await;
+
+    // The process runs as root: permissions would not stop it. A regular file where the
+    // invoices directory should be makes every write fail, whoever writes.
+    let uploads = rig.uploads();
+    let invoices_dir = uploads.join("invoices");
+    std::fs::create_dir_all(&uploads).unwrap();
+    if invoices_dir.is_dir() {
+        std::fs::remove_dir(&invoices_dir).unwrap();
+    }
+    std::fs::write(&invoices_dir, b"not a directory").unwrap();
+    let before = facture.metrics(&client).await;
+    let failures_before = storage_failures(&before);
+
+    let answers = facture.deliver_all(&client, &bodies(made), 16).await;
+    assert!(
+        answers.iter().all(|a| *a == Ok(200)),
+        "every payment acknowledged while storage is broken: {answers:?}"
+    );
+    let broken_at = Instant::now();
+
+    // Every order's PDF write fails, /metrics says so, and the steps are parked and
+    // driven again (and fail again) while storage stays broken.
+    let during = until(
+        "storage failures on /metrics, every render step parked twice",
+        patience(60),
+        Some(&facture),
+        || async {
+            let m = facture.metrics(&client).await;
+            let failed = storage_failures(&m) - failures_before;
+            let parked = m.sum("facture_steps_parked_total", &[("step", "render")]);
+            (failed >= 2.0 * n as f64 && parked >= 2.0 * n as f64).then_some(m)
+        },
+    )
+    .await;
+    let failures = storage_failures(&during) - failures_before;
+    let parked = during.sum("facture_steps_parked_total", &[("step", "render")]);
+    assert_eq!(
+        during.sum("facture_steps_dead_lettered_total", &[]),
+        0.0,
+        "unwritable storage dead-letters nothing"
+    );
+    let customers: BTreeSet<&str> = made.iter().map(|o| o.email.as_str()).collect();
+    let mailed_early = smtp
+        .messages()
+        .iter()
+        .filter(|m| m.recipients.iter().any(|r| customers.contains(r.as_str())))
+        .count();
+    assert_eq!(mailed_early, 0, "no customer mail without a stored PDF");
+    assert_eq!(
+        std::fs::read(&invoices_dir).unwrap(),
+        b"not a directory",
+        "nothing written over the obstacle"
+    );
+
+    // Storage is usable again.
+    std::fs::remove_file(&invoices_dir).unwrap();
+    std::fs::create_dir(&invoices_dir).unwrap();
+    let broken_for = broken_at.elapsed();
+    let fixed_at = Instant::now();
+    rig.wait_done(&smtp, patience(60), "after storage came back")
+        .await;
+    let recovered = fixed_at.elapsed();
+
+    let found = rig.audit(&smtp, "storage unwritable").await;
+    let stray: Vec<_> = std::fs::read_dir(&uploads)
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|name| name != "invoices")
+        .collect();
+    assert!(stray.is_empty(), "nothing beside invoices/: {stray:?}");
+    let pdfs = std::fs::read_dir(&invoices_dir).unwrap().count();
+    assert_eq!(pdfs, n, "one PDF per invoice, nothing else");
+    let after = facture.metrics(&client).await;
+    assert_eq!(
+        after.sum("facture_steps_dead_lettered_total", &[]),
+        0.0,
+        "unwritable storage dead-letters nothing"
+    );
+    println!(
+        "campaign 4 [{}] storage unwritable: injected a file in place of uploads/invoices for {:.1}s; \
+         {n} events, {n} acknowledged 200; {failures} failed storage writes on /metrics, {parked} render steps parked; \
+         lost 0; partial files 0; {}; recovered {:.1}s after storage came back; total {:.1}s",
+        engine(&rig.test_db),
+        broken_for.as_secs_f64(),
+        found,
+        recovered.as_secs_f64(),
+        started.elapsed().as_secs_f64()
+    );
+}
+
+fn storage_failures(m: &Metrics) -> f64 {
+    m.sum(
+        "facture_handler_failures_total",
+        &[("actor", "storage_writer")],
+    )
 }
 
 // ---------------------------------------------------------------------------------------
@@ -401,7 +630,7 @@ async fn database_unreachable_for_a_while_webhook_answers_503_and_nothing_acknow
         "campaign 5 [{}] database unreachable: injected {} for {:.1}s ({dropped} connections dropped); \
          {n} events: {} acknowledged before ({refused_before} refused and redelivered), {} unfinished at the cut; \
          during it {} deliveries → {unavailable} × 503, 0 × 2xx; {refused_after} refused again after; \
-         lost 0; duplicate customer mails {}; recovered {:.1}s after the database came back; total {:.1}s",
+         lost 0; {}; recovered {:.1}s after the database came back; total {:.1}s",
         engine(&rig.test_db),
         match outage {
             Outage::Postgres(_) => "a TCP proxy cutting every connection",
@@ -411,7 +640,7 @@ async fn database_unreachable_for_a_while_webhook_answers_503_and_nothing_acknow
         acked_before.len(),
         unprocessed_at_cut,
         during_answers.len(),
-        found.duplicate_mails,
+        found,
         recovered.as_secs_f64(),
         started.elapsed().as_secs_f64()
     );
@@ -541,7 +770,7 @@ async fn slow_renderer_the_webhook_keeps_acknowledging_backlog_visible_memory_bo
          {n} events, all {acked} acknowledged 200 in {:.2}s with {left_at_last_ack} still unfinished; \
          /metrics peaks: unfinished pipelines {}, unfinished events {}, render permits waiting {}, \
          renderer mailbox depth {}, renders in flight {} ({} scrapes); peak RSS {:.1} MB; \
-         lost 0; duplicate customer mails {}; backlog drained {:.1}s after the burst began; total {:.1}s",
+         lost 0; {}; backlog drained {:.1}s after the burst began; total {:.1}s",
         engine(&rig.test_db),
         ack_took.as_secs_f64(),
         peaks.unfinished_pipelines,
@@ -551,7 +780,7 @@ async fn slow_renderer_the_webhook_keeps_acknowledging_backlog_visible_memory_bo
         peaks.renders_in_flight,
         peaks.samples,
         peak_rss_kib as f64 / 1024.0,
-        found.duplicate_mails,
+        found,
         drained_in.as_secs_f64(),
         started.elapsed().as_secs_f64()
     );

@@ -410,6 +410,20 @@ impl Rig {
 pub struct Audit {
     /// Customer mails beyond the first per customer (mail is at least once).
     pub duplicate_mails: usize,
+    /// Of those, how many repeat a Message-ID already received: the same delivery sent
+    /// again (a crash between the server's acceptance and the delivery marked sent).
+    pub resent_deliveries: usize,
+}
+
+impl std::fmt::Display for Audit {
+    /// `duplicate customer mails N (M re-sends of one delivery)`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "duplicate customer mails {} ({} re-sends of one delivery)",
+            self.duplicate_mails, self.resent_deliveries
+        )
+    }
 }
 
 /// The end state every campaign must reach: each order's one event processed; each order
@@ -490,6 +504,8 @@ pub async fn audit(
     // disk, byte for byte); duplicates are counted.
     let mut received: HashMap<String, usize> = HashMap::new();
     let mut with_invoice: BTreeSet<String> = BTreeSet::new();
+    let mut message_ids: BTreeSet<(String, String)> = BTreeSet::new();
+    let mut resent_deliveries = 0;
     for m in smtp.messages() {
         for r in &m.recipients {
             *received.entry(r.clone()).or_default() += 1;
@@ -500,7 +516,12 @@ pub async fn audit(
         let Some((number, pdf)) = emails.get(to) else {
             continue;
         };
-        let carries = m.parse().attachments.iter().any(|a| {
+        let parsed = m.parse();
+        let id = parsed.header("Message-ID").unwrap_or_default().to_owned();
+        if !message_ids.insert((to.clone(), id)) {
+            resent_deliveries += 1;
+        }
+        let carries = parsed.attachments.iter().any(|a| {
             a.filename
                 .as_deref()
                 .is_some_and(|f| f.contains(number.as_str()))
@@ -522,5 +543,8 @@ pub async fn audit(
         .keys()
         .map(|e| received[e.as_str()].saturating_sub(1))
         .sum();
-    Audit { duplicate_mails }
+    Audit {
+        duplicate_mails,
+        resent_deliveries,
+    }
 }
