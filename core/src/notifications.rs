@@ -640,7 +640,6 @@ impl NotificationStore {
                 .execute(conn)
                 .await
         })
-        .map_err(DbError::from)
     }
 
     /// Rows after `cursor` (all rows when `None`), oldest first, at most `limit`

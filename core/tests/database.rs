@@ -280,7 +280,6 @@ async fn unique_constraints_hold() -> Result<(), DbError> {
             .execute(conn)
             .await
     })
-    .map_err(DbError::from)
     .unwrap_err();
     assert!(err.is_unique_violation(), "{err}");
 

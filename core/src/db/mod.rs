@@ -133,13 +133,13 @@ macro_rules! with_conn {
                 $crate::db::sqlite_begin_immediate(tx, $db.lock_patience()).await?;
                 let result = {
                     let $conn: &mut $crate::db::SqliteConn = &mut *tx;
-                    async { $body }.await.map_err($crate::db::DbError::from)
+                    $crate::db::into_db_result(async { $body }.await)
                 };
                 $crate::db::sqlite_end_transaction(tx, result).await
             }
             $crate::db::Conn::Postgres(mut c) => {
                 let $conn: &mut $crate::db::PgConn = &mut *c;
-                $body.map_err($crate::db::DbError::from)
+                $crate::db::into_db_result($body)
             }
         }
     }};
@@ -210,6 +210,12 @@ macro_rules! with_write_tx {
             }
         }
     }};
+}
+
+/// A query's result with its error as a [`DbError`], whatever the body returned (diesel's
+/// error or a `DbError` already): the macros' bodies may return either.
+pub fn into_db_result<T, E: Into<DbError>>(result: Result<T, E>) -> Result<T, DbError> {
+    result.map_err(Into::into)
 }
 
 /// Opens a `BEGIN IMMEDIATE` transaction: takes SQLite's write lock now, so the transaction
