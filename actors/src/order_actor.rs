@@ -574,12 +574,10 @@ async fn send_mail(deps: &OrderDeps, mail: OutgoingMail) -> Result<(), EngineErr
     if outcome.is_sent() {
         return Ok(());
     }
-    // Tell the admins now; the step itself retries and may dead-letter later.
+    // Tell the admins once per delivery: during an outage the step is retried (and parked)
+    // many times, and an alert per attempt would bury them (and each is a mail that fails too).
     let event = DomainEvent::delivery_failed(&outcome.delivery);
-    let key = format!(
-        "delivery-failed:{}:{}",
-        outcome.delivery_id, outcome.attempts
-    );
+    let key = format!("delivery-failed:{}", outcome.delivery_id);
     if let Err(e) = publish(deps, event, key).await {
         tracing::warn!(error = %e, "delivery failure not notified");
     }
