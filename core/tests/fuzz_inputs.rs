@@ -570,6 +570,8 @@ fn the_named_bad_inputs_are_refused_cleanly() {
         br#"{"id":"evt_\u0000","type":"x","data":{"object":{}}}"#,
         br#"{"id":"evt_1","type":"\u0000","data":{"object":{}}}"#,
         br#"{"id":"evt_1","type":"a\nb","data":{"object":{}}}"#,
+        // A raw DEL is valid inside a JSON string (cargo fuzz found this one).
+        b"{\"id\":\"evt_1\",\"type\":\"x\",\"data\":{\"object\":{\"object\":\"checkout.sessi\x7fn\"}}}",
         br#"{"id":"evt_\ud800","type":"x","data":{"object":{}}}"#,
         b"{\"id\":\"evt_\xff\",\"type\":\"x\",\"data\":{\"object\":{}}}",
         b"{\"id\":\"evt_1\",\"type\":\"\xc3\x28\",\"data\":{\"object\":{}}}",
