@@ -221,7 +221,7 @@ pub fn into_db_result<T, E: Into<DbError>>(result: Result<T, E>) -> Result<T, Db
 /// Opens a `BEGIN IMMEDIATE` transaction: takes SQLite's write lock now, so the transaction
 /// never fails later on a lock upgrade. Used by [`with_write_tx!`] and `with_conn!(db, write)`.
 ///
-/// The writer connections run with `busy_timeout = 0`: when the other writer holds the lock
+/// The BEGIN itself runs with `busy_timeout = 0` (set and restored around it): when the other writer holds the lock
 /// (the acknowledgement writer and the pipeline's writer take turns), BEGIN fails at once and
 /// this waits a millisecond asynchronously before trying again, for up to `patience`.
 /// SQLite's own busy handler would instead put the thread to sleep for 1, 2, 5, 10... ms,
@@ -233,8 +233,15 @@ pub async fn sqlite_begin_immediate(
     use diesel::connection::AnsiTransactionManager;
     let deadline = std::time::Instant::now() + patience;
     loop {
+        let restore = format!("PRAGMA busy_timeout = {}", patience.as_millis());
         let began = conn
-            .spawn_blocking(|c| AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE"))
+            .spawn_blocking(move |c| {
+                // Only this BEGIN gives up at once; everything else keeps the busy timeout.
+                c.batch_execute("PRAGMA busy_timeout = 0")?;
+                let began = AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE");
+                c.batch_execute(&restore)?;
+                began
+            })
             .await
             .map_err(DbError::from);
         match began {
@@ -322,8 +329,8 @@ impl Db {
         };
         // Writers wait for the lock asynchronously (sqlite_begin_immediate), not in SQLite.
         Ok(Db::Sqlite {
-            writer: build(1, "NORMAL", 0)?,
-            acks: build(1, "FULL", 0)?,
+            writer: build(1, "NORMAL", busy_ms)?,
+            acks: build(1, "FULL", busy_ms)?,
             readers: build(pool_size.max(1), "NORMAL", busy_ms)?,
             path: path.to_owned(),
             patience: Duration::from_millis(busy_ms),
