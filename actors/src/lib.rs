@@ -77,27 +77,32 @@ impl Engine {
         let storage = Storage::new(settings.storage.root.clone());
         StorageWriter::remove_stale_temp_files(&storage);
         let storage = Supervisor::start(move |_| StorageWriter::new(storage, cap));
-        let core_mailer = CoreMailer::new(&settings.mail, &settings.app, db.clone())?;
-        // The pipeline's actors share one thread marked for database work.
+        // Everything on the pipeline's thread reads through its writer (warm page cache).
+        let pipeline_db = db.for_pipeline();
+        let core_mailer = CoreMailer::new(&settings.mail, &settings.app, pipeline_db.clone())?;
+        // The pipeline's actors share one thread marked for database work; mail (templates,
+        // MIME, SMTP) has a second one, so that work runs beside the pipeline on the other
+        // core. Both take turns on the same SQLite writer connection.
         let pipeline = database_arbiter();
+        let mail = database_arbiter();
         let mailer = {
             let m = core_mailer.clone();
-            Supervisor::start_in_arbiter(&pipeline, move |_| Mailer::new(m, cap))
+            Supervisor::start_in_arbiter(&mail, move |_| Mailer::new(m, cap))
         };
         let (live, _) = broadcast::channel(1024);
         let bus = {
             let (store, mailer, admin, live) = (
-                NotificationStore::new(db.clone()),
+                NotificationStore::new(pipeline_db.clone()),
                 mailer.clone(),
                 settings.mail.admin.clone(),
                 live.clone(),
             );
-            Supervisor::start_in_arbiter(&pipeline, move |_| {
+            Supervisor::start_in_arbiter(&mail, move |_| {
                 NotificationBus::new(store, mailer, admin, live, cap)
             })
         };
         let deps = Arc::new(OrderDeps {
-            db: db.clone(),
+            db: pipeline_db,
             settings: settings.clone(),
             node_id: format!("{}-{}", hostname(), uuid::Uuid::new_v4()),
             renderer,
@@ -106,6 +111,7 @@ impl Engine {
             mailer,
             bus,
             policy: RetryPolicy::from_engine(engine),
+            active: Arc::new(tokio::sync::Semaphore::new(engine.max_active_orders)),
         });
         let registry = {
             let deps = deps.clone();
@@ -141,10 +147,11 @@ impl Engine {
     }
 }
 
-/// The thread the order pipeline runs on: the OrderRegistry and every OrderActor it
-/// spawns, the Mailer and the NotificationBus. It is marked for database work (see `facture_core::db::blocking`), so the
-/// pipeline's SQLite transactions run there without a thread handoff per statement;
-/// nothing latency-sensitive shares it (the webhook receiver and HTTP workers stay off it).
+/// A thread for the order pipeline: one runs the OrderRegistry and every OrderActor it
+/// spawns, another the Mailer and the NotificationBus. Each is marked for database work
+/// (see `facture_core::db::blocking`), so their SQLite transactions run there without a
+/// thread handoff per statement; nothing latency-sensitive shares them (the webhook
+/// receiver and HTTP workers stay off).
 fn database_arbiter() -> ArbiterHandle {
     let arbiter = Arbiter::new();
     arbiter.spawn_fn(facture_core::db::blocking::mark_current_thread_for_database_work);

@@ -231,6 +231,11 @@ pub fn describe_all() {
          database) and were parked for a later retry, by step."
     );
     describe_counter!(
+        "facture_db_statements_total",
+        Unit::Count,
+        "Statements sent to the database (BEGIN, COMMIT and PRAGMAs included)."
+    );
+    describe_counter!(
         "facture_webhook_requests_total",
         Unit::Count,
         "Webhook requests, by outcome."
@@ -287,6 +292,7 @@ pub fn describe_all() {
         counter!("facture_steps_parked_total", "step" => step).increment(0);
     }
     counter!("facture_invoices_issued_total").increment(0);
+    counter!("facture_db_statements_total").increment(0);
     for name in [
         "facture_order_actors_live",
         "facture_renders_in_flight",

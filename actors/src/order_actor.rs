@@ -19,12 +19,12 @@ use facture_core::config::Settings;
 use facture_core::db::models::{Commande, Invoice, User};
 use facture_core::db::Db;
 use facture_core::events::{self, status};
-use facture_core::invoices::{self, InvoiceStatus, NewInvoice};
+use facture_core::invoices::{self, NewInvoice};
 use facture_core::mail::retry::{retry_notify, RetryPolicy};
 use facture_core::mail::{Attachment, MailContent, OutgoingMail};
 use facture_core::money::Cents;
 use facture_core::notifications::DomainEvent;
-use facture_core::orders::{self, step, Effect};
+use facture_core::orders::{self, step, Effect, StepRecord};
 use facture_core::pdf::{Buyer, InvoiceDocument, PaymentInfo};
 use facture_core::storage::sha256_hex;
 
@@ -50,6 +50,8 @@ pub struct OrderDeps {
     pub mailer: Addr<Mailer>,
     pub bus: Addr<NotificationBus>,
     pub policy: RetryPolicy,
+    /// `engine.max_active_orders` turns: one per order being worked on.
+    pub active: Arc<tokio::sync::Semaphore>,
 }
 
 impl OrderDeps {
@@ -107,6 +109,7 @@ impl Handler<ProcessEvent> for OrderActor {
         let deps = self.deps.clone();
         AtomicResponse::new(Box::pin(
             async move {
+                let _turn = deps.active.acquire().await;
                 let started = Instant::now();
                 let result = process_event(&deps, &msg.event_id).await;
                 if let Err(e) = &result {
@@ -132,6 +135,7 @@ impl Handler<DrivePipeline> for OrderActor {
         let deps = self.deps.clone();
         AtomicResponse::new(Box::pin(
             async move {
+                let _turn = deps.active.acquire().await;
                 let started = Instant::now();
                 let result = drive_pipeline(&deps, &msg.commande_id).await;
                 metrics::handled(ActorKind::Order, started.elapsed(), result.is_ok());
@@ -261,8 +265,13 @@ async fn run_steps(deps: &OrderDeps, order: &mut Commande) -> Result<(), EngineE
         }
         let outcome = retry_step(deps, current, || run_step(deps, current, order, &customer)).await;
         match outcome {
-            Ok(()) => {
-                let next = orders::advance(&deps.db, &order.id, current).await?;
+            Ok(finished) => {
+                let next = match finished {
+                    Finished::MovedOn => step::next(current),
+                    Finished::Record(record) => {
+                        orders::advance(&deps.db, &order.id, current, &record).await?
+                    }
+                };
                 order.pipeline = Some(next.to_owned());
                 metrics::step_done(current, order);
             }
@@ -329,18 +338,31 @@ where
     .into_result()
 }
 
+/// How a step ended.
+enum Finished {
+    /// The step moved the pipeline on itself, in its own transaction.
+    MovedOn,
+    /// The pipeline moves on with this recorded in the same transaction.
+    Record(StepRecord),
+}
+
 async fn run_step(
     deps: &OrderDeps,
     current: &str,
     order: &Commande,
     customer: &User,
-) -> Result<(), EngineError> {
+) -> Result<Finished, EngineError> {
+    let nothing = |()| Finished::Record(StepRecord::Nothing);
     match current {
-        step::ACTIVATION => send_activation(deps, order, customer).await,
-        step::INVOICE => issue_invoice(deps, order, customer).await.map(|_| ()),
-        step::RENDER => render_and_store(deps, order).await,
-        step::MAIL => mail_customer(deps, order, customer).await,
-        step::NOTIFY => notify_admins(deps, order, customer).await,
+        step::ACTIVATION => send_activation(deps, order, customer).await.map(nothing),
+        step::INVOICE => issue_invoice(deps, order, customer)
+            .await
+            .map(|_| Finished::MovedOn),
+        step::RENDER => render_and_store(deps, order).await.map(Finished::Record),
+        step::MAIL => mail_customer(deps, order, customer)
+            .await
+            .map(Finished::Record),
+        step::NOTIFY => notify_admins(deps, order, customer).await.map(nothing),
         other => Err(EngineError::Corrupt(format!(
             "unknown pipeline step {other}"
         ))),
@@ -439,7 +461,8 @@ async fn issue_invoice(
         serde_json::to_string(&doc)
             .map_err(|e| facture_core::db::DbError::Corrupt(format!("invoice document: {e}")))
     };
-    let issued = invoices::issue(&deps.db, &deps.settings.invoice.prefix, new, document).await?;
+    let prefix = &deps.settings.invoice.prefix;
+    let issued = invoices::issue_and_advance(&deps.db, prefix, new, document).await?;
     if issued.created {
         metrics::invoice_issued();
         tracing::info!(commande = %order.id, number = %issued.invoice.number, "invoice issued");
@@ -453,11 +476,18 @@ async fn invoice_of(deps: &OrderDeps, order: &Commande) -> Result<Invoice, Engin
         .ok_or_else(|| EngineError::Corrupt(format!("order {} has no invoice", order.id)))
 }
 
-/// Renders the invoice on the pool and stores it; records path and SHA-256 on the row.
-pub async fn render_and_store(deps: &OrderDeps, order: &Commande) -> Result<(), EngineError> {
+/// Renders the invoice on the pool and stores it; path and SHA-256 go on the row with the
+/// step's advance.
+async fn render_and_store(deps: &OrderDeps, order: &Commande) -> Result<StepRecord, EngineError> {
     let invoice = invoice_of(deps, order).await?;
     let (bytes, _) = render_pdf(deps, &invoice).await?;
-    store_pdf(deps, &invoice, bytes).await
+    let stored = store_pdf_file(deps, &invoice, bytes).await?;
+    Ok(StepRecord::PdfStored {
+        invoice_id: invoice.id,
+        path: stored.relative_path,
+        sha256: stored.sha256,
+        size: i64::try_from(stored.size).unwrap_or(i64::MAX),
+    })
 }
 
 /// PDF bytes for a stored invoice, through the renderer pool (with a permit).
@@ -473,21 +503,13 @@ pub async fn render_pdf(
     Ok((bytes, doc))
 }
 
+/// Stores the PDF through the StorageWriter and records it on the invoice row.
 pub async fn store_pdf(
     deps: &OrderDeps,
     invoice: &Invoice,
     bytes: Vec<u8>,
 ) -> Result<(), EngineError> {
-    let id = uuid::Uuid::parse_str(&invoice.id)
-        .map_err(|e| EngineError::Corrupt(format!("invoice id {}: {e}", invoice.id)))?;
-    metrics::enqueued(ActorKind::StorageWriter);
-    let stored = deps
-        .storage
-        .send(StoreInvoice {
-            invoice_id: id,
-            bytes,
-        })
-        .await??;
+    let stored = store_pdf_file(deps, invoice, bytes).await?;
     invoices::record_pdf(
         &deps.db,
         &invoice.id,
@@ -499,11 +521,28 @@ pub async fn store_pdf(
     Ok(())
 }
 
+/// Writes the PDF under `uploads/` (atomically, with its SHA-256) through the StorageWriter.
+async fn store_pdf_file(
+    deps: &OrderDeps,
+    invoice: &Invoice,
+    bytes: Vec<u8>,
+) -> Result<facture_core::storage::StoredFile, EngineError> {
+    let id = uuid::Uuid::parse_str(&invoice.id)
+        .map_err(|e| EngineError::Corrupt(format!("invoice id {}: {e}", invoice.id)))?;
+    metrics::enqueued(ActorKind::StorageWriter);
+    deps.storage
+        .send(StoreInvoice {
+            invoice_id: id,
+            bytes,
+        })
+        .await?
+}
+
 async fn mail_customer(
     deps: &OrderDeps,
     order: &Commande,
     customer: &User,
-) -> Result<(), EngineError> {
+) -> Result<StepRecord, EngineError> {
     let invoice = invoice_of(deps, order).await?;
     let (path, sha) = match (&invoice.pdf_path, &invoice.pdf_sha256) {
         (Some(p), Some(s)) => (p.clone(), s.clone()),
@@ -537,11 +576,9 @@ async fn mail_customer(
     .commande_id(order.id.clone())
     .dedupe_key(format!("invoice:{}", invoice.id));
     send_mail(deps, mail).await?;
-    if let Err(current) = invoices::set_status(&deps.db, &invoice.id, InvoiceStatus::Sent).await? {
-        // An admin moved it on already (PAID, CANCELLED...): leave their decision.
-        tracing::info!(number = %invoice.number, status = current.as_str(), "invoice not marked SENT");
-    }
-    Ok(())
+    Ok(StepRecord::InvoiceSent {
+        invoice_id: invoice.id,
+    })
 }
 
 async fn notify_admins(

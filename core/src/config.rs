@@ -303,6 +303,10 @@ impl StripeSettings {
     }
 }
 
+fn default_max_active_orders() -> usize {
+    64
+}
+
 #[derive(Debug, Clone, Deserialize)]
 pub struct EngineSettings {
     pub max_batch: usize,
@@ -314,6 +318,11 @@ pub struct EngineSettings {
     pub sweep_interval_secs: u64,
     pub lease_secs: u64,
     pub order_idle_secs: u64,
+    /// Orders whose event or pipeline is being worked on at once; the others wait in their
+    /// actor's mailbox. Bounds memory (each in-flight order holds its rows, PDF and mail)
+    /// and lets the oldest orders finish first instead of every order advancing a little.
+    #[serde(default = "default_max_active_orders")]
+    pub max_active_orders: usize,
     /// Fault injection: stop every pipeline before this step (as a crash there would).
     /// For recovery tests and drills; never set in normal operation.
     #[serde(default)]
@@ -528,6 +537,9 @@ impl Settings {
                 "engine.max_batch / engine.mailbox_capacity",
                 "at least 1",
             ));
+        }
+        if self.engine.max_active_orders == 0 {
+            return Err(invalid("engine.max_active_orders", "at least 1"));
         }
         if self.engine.max_attempts == 0 {
             return Err(invalid("engine.max_attempts", "at least 1"));

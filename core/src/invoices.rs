@@ -100,62 +100,96 @@ pub async fn issue<F>(
 where
     F: Fn(&str, NaiveDateTime) -> Result<String, DbError> + Send + Sync,
 {
+    issue_tx(db, prefix, new, document, false).await
+}
+
+/// [`issue`], and in the same transaction moves the order's pipeline past its `invoice`
+/// step (the pipeline's way: one commit for both).
+pub async fn issue_and_advance<F>(
+    db: &Db,
+    prefix: &str,
+    new: NewInvoice,
+    document: F,
+) -> Result<Issued, DbError>
+where
+    F: Fn(&str, NaiveDateTime) -> Result<String, DbError> + Send + Sync,
+{
+    issue_tx(db, prefix, new, document, true).await
+}
+
+async fn issue_tx<F>(
+    db: &Db,
+    prefix: &str,
+    new: NewInvoice,
+    document: F,
+    advance: bool,
+) -> Result<Issued, DbError>
+where
+    F: Fn(&str, NaiveDateTime) -> Result<String, DbError> + Send + Sync,
+{
     let (prefix, new, document) = (&prefix, &new, &document);
     with_write_tx!(db, |conn| {
-        let existing: Option<Invoice> = invoices::table
-            .filter(invoices::commande_id.eq(&new.commande_id))
-            .select(Invoice::as_select())
-            .first(conn)
-            .await
-            .optional()?;
-        if let Some(invoice) = existing {
-            return Ok(Issued {
-                invoice,
-                created: false,
-            });
-        }
-        let issued_at = now();
-        let year = issued_at.year();
-        let sequence: i64 = diesel::insert_into(invoice_sequences::table)
-            .values(&InvoiceSequence {
+        let issued = async {
+            let existing: Option<Invoice> = invoices::table
+                .filter(invoices::commande_id.eq(&new.commande_id))
+                .select(Invoice::as_select())
+                .first(conn)
+                .await
+                .optional()?;
+            if let Some(invoice) = existing {
+                return Ok::<_, DbError>(Issued {
+                    invoice,
+                    created: false,
+                });
+            }
+            let issued_at = now();
+            let year = issued_at.year();
+            let sequence: i64 = diesel::insert_into(invoice_sequences::table)
+                .values(&InvoiceSequence {
+                    year,
+                    last_number: 1,
+                })
+                .on_conflict(invoice_sequences::year)
+                .do_update()
+                .set(invoice_sequences::last_number.eq(invoice_sequences::last_number + 1))
+                .returning(invoice_sequences::last_number)
+                .get_result(conn)
+                .await?;
+            let number = format_number(prefix, year, sequence);
+            let invoice = Invoice {
+                id: new_id(),
+                commande_id: new.commande_id.clone(),
+                document: document(&number, issued_at)?,
+                number,
                 year,
-                last_number: 1,
+                sequence,
+                amount_cents: new.amount_cents,
+                tax_cents: new.tax_cents,
+                tax_rate_bp: new.tax_rate_bp,
+                pdf_path: None,
+                pdf_sha256: None,
+                pdf_size: None,
+                status: InvoiceStatus::Generated.as_str().to_owned(),
+                issued_at,
+                due_at: issued_at + Duration::days(i64::from(new.due_days)),
+                paid_at: new.paid_at,
+                created_at: issued_at,
+                updated_at: issued_at,
+            };
+            diesel::insert_into(invoices::table)
+                .values(&invoice)
+                .execute(conn)
+                .await?;
+            Ok(Issued {
+                invoice,
+                created: true,
             })
-            .on_conflict(invoice_sequences::year)
-            .do_update()
-            .set(invoice_sequences::last_number.eq(invoice_sequences::last_number + 1))
-            .returning(invoice_sequences::last_number)
-            .get_result(conn)
-            .await?;
-        let number = format_number(prefix, year, sequence);
-        let invoice = Invoice {
-            id: new_id(),
-            commande_id: new.commande_id.clone(),
-            document: document(&number, issued_at)?,
-            number,
-            year,
-            sequence,
-            amount_cents: new.amount_cents,
-            tax_cents: new.tax_cents,
-            tax_rate_bp: new.tax_rate_bp,
-            pdf_path: None,
-            pdf_sha256: None,
-            pdf_size: None,
-            status: InvoiceStatus::Generated.as_str().to_owned(),
-            issued_at,
-            due_at: issued_at + Duration::days(i64::from(new.due_days)),
-            paid_at: new.paid_at,
-            created_at: issued_at,
-            updated_at: issued_at,
-        };
-        diesel::insert_into(invoices::table)
-            .values(&invoice)
-            .execute(conn)
-            .await?;
-        Ok(Issued {
-            invoice,
-            created: true,
-        })
+        }
+        .await?;
+        if advance {
+            crate::orders::advance_rows!(conn, &new.commande_id, crate::orders::step::INVOICE);
+        }
+        Ok(issued)
     })
 }
 

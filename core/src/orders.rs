@@ -316,10 +316,11 @@ async fn mark_expired(db: &Db, session: &str) -> Result<Effect, DbError> {
 
 /// Upserts the order_steps row of one step (inside a transaction, on either engine).
 macro_rules! record_step {
-    ($conn:ident, $commande:expr, $step:expr, $status:expr, $error:expr, $t:expr) => {
+    ($conn:ident, $commande:expr, $step:expr, $status:expr, $error:expr, $t:expr) => {{
+        use $crate::db::schema::order_steps;
         diesel::insert_into(order_steps::table)
             .values((
-                order_steps::id.eq(new_id()),
+                order_steps::id.eq($crate::db::new_id()),
                 order_steps::commande_id.eq($commande),
                 order_steps::step.eq($step),
                 order_steps::status.eq($status),
@@ -338,7 +339,7 @@ macro_rules! record_step {
             ))
             .execute($conn)
             .await?
-    };
+    }};
 }
 
 /// Claims the order's pipeline for `owner` until the lease ends. `None` when another
@@ -375,40 +376,107 @@ pub async fn claim_pipeline(
     Ok(claimed)
 }
 
-/// Records that `current` finished and moves the pipeline to the next step, only if the
-/// order is still at `current` (a re-driven step never moves it twice). Reaching `done`
-/// releases the claim in the same statement.
-pub async fn advance(db: &Db, commande_id: &str, current: &str) -> Result<&'static str, DbError> {
-    let next = step::next(current);
-    let t = now();
-    // The last step also gives the claim back: nothing is left to drive.
-    let holder = (next != step::DONE).then_some(());
-    with_write_tx!(db, |conn| {
+/// Inside a transaction (either engine): records that step `$current` finished and moves
+/// the pipeline to the next step, only if the order is still at `$current` (a re-driven
+/// step never moves it twice). Reaching `done` releases the claim in the same statement.
+/// Evaluates to the next step.
+macro_rules! advance_rows {
+    ($conn:ident, $commande:expr, $current:expr) => {{
+        use $crate::db::schema::commandes;
+        let (commande, current): (&str, &str) = ($commande, $current);
+        let next = $crate::orders::step::next(current);
+        let t = $crate::db::now();
         let at_current = commandes::table
-            .filter(commandes::id.eq(commande_id))
+            .filter(commandes::id.eq(commande))
             .filter(commandes::pipeline.eq(current));
         let moved = (
             commandes::pipeline.eq(Some(next)),
             commandes::pipeline_attempts.eq(0),
             commandes::pipeline_error.eq(None::<String>),
-            commandes::next_attempt_at.eq(None::<NaiveDateTime>),
+            commandes::next_attempt_at.eq(None::<chrono::NaiveDateTime>),
             commandes::updated_at.eq(t),
         );
-        match holder {
-            Some(()) => diesel::update(at_current).set(moved).execute(conn).await?,
-            None => {
-                diesel::update(at_current)
+        if next == $crate::orders::step::DONE {
+            // The last step gives the claim back: nothing is left to drive.
+            diesel::update(at_current)
+                .set((
+                    moved,
+                    commandes::lease_owner.eq(None::<String>),
+                    commandes::lease_expires_at.eq(None::<chrono::NaiveDateTime>),
+                ))
+                .execute($conn)
+                .await?
+        } else {
+            diesel::update(at_current).set(moved).execute($conn).await?
+        };
+        $crate::orders::record_step!($conn, commande, current, "done", None::<&str>, t);
+        next
+    }};
+}
+pub(crate) use {advance_rows, record_step};
+
+/// What a finished step leaves on the order's invoice, recorded by [`advance`] in the
+/// transaction that moves the pipeline on: one commit per step instead of two.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StepRecord {
+    /// Nothing beyond the step itself.
+    Nothing,
+    /// The PDF is stored: its path, SHA-256 and size go on the invoice.
+    PdfStored {
+        invoice_id: String,
+        path: String,
+        sha256: String,
+        size: i64,
+    },
+    /// The customer was sent the invoice: GENERATED becomes SENT. A status an admin set
+    /// meanwhile (PAID, CANCELLED...) stays.
+    InvoiceSent { invoice_id: String },
+}
+
+/// Records that `current` finished, with what it leaves (`record`), and moves the pipeline
+/// to the next step, in one transaction (see `advance_rows!`).
+pub async fn advance(
+    db: &Db,
+    commande_id: &str,
+    current: &str,
+    record: &StepRecord,
+) -> Result<&'static str, DbError> {
+    use crate::db::schema::invoices;
+    use crate::invoices::InvoiceStatus;
+    with_write_tx!(db, |conn| {
+        match record {
+            StepRecord::Nothing => 0,
+            StepRecord::PdfStored {
+                invoice_id,
+                path,
+                sha256,
+                size,
+            } => {
+                diesel::update(invoices::table.find(invoice_id))
                     .set((
-                        moved,
-                        commandes::lease_owner.eq(None::<String>),
-                        commandes::lease_expires_at.eq(None::<NaiveDateTime>),
+                        invoices::pdf_path.eq(path),
+                        invoices::pdf_sha256.eq(sha256),
+                        invoices::pdf_size.eq(size),
+                        invoices::updated_at.eq(now()),
                     ))
                     .execute(conn)
                     .await?
             }
+            StepRecord::InvoiceSent { invoice_id } => {
+                diesel::update(
+                    invoices::table
+                        .find(invoice_id)
+                        .filter(invoices::status.eq(InvoiceStatus::Generated.as_str())),
+                )
+                .set((
+                    invoices::status.eq(InvoiceStatus::Sent.as_str()),
+                    invoices::updated_at.eq(now()),
+                ))
+                .execute(conn)
+                .await?
+            }
         };
-        record_step!(conn, commande_id, current, "done", None::<&str>, t);
-        Ok(next)
+        Ok(advance_rows!(conn, commande_id, current))
     })
 }
 

@@ -34,6 +34,8 @@ async fn not_ready_when_migrations_are_missing() {
             facture_core::config::DatabaseUrl::Sqlite(path) => {
                 let mut c =
                     diesel::sqlite::SqliteConnection::establish(&path.to_string_lossy()).unwrap();
+                // The server's own writers may hold the write lock for a moment: wait for it.
+                c.batch_execute("PRAGMA busy_timeout = 30000").unwrap();
                 c.batch_execute("DELETE FROM __diesel_schema_migrations")
                     .unwrap();
             }

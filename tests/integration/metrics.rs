@@ -54,6 +54,7 @@ fn expected() -> Vec<(&'static str, &'static str, Labelled)> {
         ("facture_pipeline_seconds", "histogram", None),
         ("facture_pipeline_run_seconds", "histogram", None),
         ("facture_invoices_issued_total", "counter", None),
+        ("facture_db_statements_total", "counter", None),
         (
             "facture_mails_total",
             "counter",
@@ -285,6 +286,8 @@ async fn metrics_expose_every_family_and_counters_move_when_a_payment_flows() {
             1.0,
         ),
         ("facture_invoices_issued_total", vec![], 1.0),
+        // Claiming, paying, numbering, storing, mailing, notifying: dozens of statements.
+        ("facture_db_statements_total", vec![], 20.0),
         ("facture_mails_total", vec![("outcome", "sent")], 1.0),
         ("facture_webhook_ack_seconds_count", vec![], 2.0),
         ("facture_webhook_batch_size_count", vec![], 1.0),

@@ -175,10 +175,11 @@ fn run_sql(app: &TestApp, sql: &'static str) {
         use diesel::Connection;
         match url {
             facture_core::config::DatabaseUrl::Sqlite(path) => {
-                diesel::sqlite::SqliteConnection::establish(&path.to_string_lossy())
-                    .unwrap()
-                    .batch_execute(sql)
-                    .unwrap();
+                // The server's own writers may hold the write lock for a moment: wait for it.
+                let mut conn =
+                    diesel::sqlite::SqliteConnection::establish(&path.to_string_lossy()).unwrap();
+                conn.batch_execute("PRAGMA busy_timeout = 30000").unwrap();
+                conn.batch_execute(sql).unwrap();
             }
             facture_core::config::DatabaseUrl::Postgres(url) => {
                 diesel_async::async_connection_wrapper::AsyncConnectionWrapper::<

@@ -13,6 +13,7 @@ pub mod models;
 pub mod schema;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{NaiveDateTime, Timelike, Utc};
@@ -103,6 +104,12 @@ pub enum Db {
         acks: Pool<SqliteConn>,
         readers: Pool<SqliteConn>,
         path: PathBuf,
+        /// Checkpoints the WAL on a thread of its own while any clone of this `Db` lives.
+        checkpointer: Arc<Checkpointer>,
+        /// Whose turn it is to write, between this process's two writer connections. FIFO:
+        /// an acknowledgement waits for at most the pipeline transaction in progress, where
+        /// polling SQLite's lock let a busy pipeline win it again and again.
+        turn: Arc<tokio::sync::Mutex<()>>,
         /// How long a writer waits for SQLite's write lock (`database.busy_timeout_ms`).
         patience: Duration,
     },
@@ -123,19 +130,13 @@ pub enum Conn {
 ///
 /// On SQLite, `with_conn!(db, write, ...)` runs its statement in a `BEGIN IMMEDIATE`
 /// transaction, so that waiting for the write lock never blocks a thread (see
-/// [`sqlite_begin_immediate`]); the result's error is then a [`DbError`] on both engines.
+/// [`Db::sqlite_begin_immediate`]); the result's error is then a [`DbError`] on both engines.
 #[macro_export]
 macro_rules! with_conn {
     ($db:expr, write, |$conn:ident| $body:expr) => {{
         match $db.write().await? {
             $crate::db::Conn::Sqlite(mut c) => {
-                let tx: &mut $crate::db::SqliteConn = &mut *c;
-                $crate::db::sqlite_begin_immediate(tx, $db.lock_patience()).await?;
-                let result = {
-                    let $conn: &mut $crate::db::SqliteConn = &mut *tx;
-                    $crate::db::into_db_result(async { $body }.await)
-                };
-                $crate::db::sqlite_end_transaction(tx, result).await
+                $crate::__sqlite_write_tx!($db, c, $crate::db::into_db_result, |$conn| $body)
             }
             $crate::db::Conn::Postgres(mut c) => {
                 let $conn: &mut $crate::db::PgConn = &mut *c;
@@ -173,13 +174,7 @@ macro_rules! with_write_tx {
     ($db:expr, durable, |$conn:ident| $body:expr) => {{
         match $db.ack_writer().await? {
             $crate::db::Conn::Sqlite(mut c) => {
-                let tx: &mut $crate::db::SqliteConn = &mut *c;
-                $crate::db::sqlite_begin_immediate(tx, $db.lock_patience()).await?;
-                let result = {
-                    let $conn: &mut $crate::db::SqliteConn = &mut *tx;
-                    async { $body }.await
-                };
-                $crate::db::sqlite_end_transaction(tx, result).await
+                $crate::__sqlite_write_tx!($db, c, std::convert::identity, |$conn| $body)
             }
             $crate::db::Conn::Postgres(mut c) => {
                 use diesel_async::AsyncConnection as _;
@@ -193,13 +188,7 @@ macro_rules! with_write_tx {
     ($db:expr, |$conn:ident| $body:expr) => {{
         match $db.write().await? {
             $crate::db::Conn::Sqlite(mut c) => {
-                let tx: &mut $crate::db::SqliteConn = &mut *c;
-                $crate::db::sqlite_begin_immediate(tx, $db.lock_patience()).await?;
-                let result = {
-                    let $conn: &mut $crate::db::SqliteConn = &mut *tx;
-                    async { $body }.await
-                };
-                $crate::db::sqlite_end_transaction(tx, result).await
+                $crate::__sqlite_write_tx!($db, c, std::convert::identity, |$conn| $body)
             }
             $crate::db::Conn::Postgres(mut c) => {
                 use diesel_async::AsyncConnection as _;
@@ -212,48 +201,78 @@ macro_rules! with_write_tx {
     }};
 }
 
+/// The SQLite side of [`with_write_tx!`] and `with_conn!(db, write, ...)`: opens a
+/// `BEGIN IMMEDIATE` transaction on the checked-out connection `$c` in this process's write
+/// turn ([`Db::sqlite_begin_immediate`]), runs `$body`, passes its result through `$into`
+/// (to a `Result<_, DbError>`), then commits or rolls back, and gives the turn back.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __sqlite_write_tx {
+    ($db:expr, $c:ident, $into:path, |$conn:ident| $body:expr) => {{
+        let tx: &mut $crate::db::SqliteConn = &mut *$c;
+        let _turn = $db.sqlite_begin_immediate(tx).await?;
+        let result = {
+            let $conn: &mut $crate::db::SqliteConn = &mut *tx;
+            $into(async { $body }.await)
+        };
+        $crate::db::sqlite_end_transaction(tx, result).await
+    }};
+}
+
 /// A query's result with its error as a [`DbError`], whatever the body returned (diesel's
 /// error or a `DbError` already): the macros' bodies may return either.
 pub fn into_db_result<T, E: Into<DbError>>(result: Result<T, E>) -> Result<T, DbError> {
     result.map_err(Into::into)
 }
 
-/// Opens a `BEGIN IMMEDIATE` transaction: takes SQLite's write lock now, so the transaction
-/// never fails later on a lock upgrade. Used by [`with_write_tx!`] and `with_conn!(db, write)`.
-///
-/// The BEGIN itself runs with `busy_timeout = 0` (set and restored around it): when the other writer holds the lock
-/// (the acknowledgement writer and the pipeline's writer take turns), BEGIN fails at once and
-/// this waits a millisecond asynchronously before trying again, for up to `patience`.
-/// SQLite's own busy handler would instead put the thread to sleep for 1, 2, 5, 10... ms,
-/// stalling everything else on the pipeline's thread and stretching the acknowledgement tail.
-pub async fn sqlite_begin_immediate(
-    conn: &mut SqliteConn,
-    patience: Duration,
-) -> Result<(), DbError> {
+/// Runs `BEGIN IMMEDIATE` once, giving up at once if another connection holds the lock.
+/// The BEGIN runs with `busy_timeout = 0` (set and restored around it): SQLite's own busy
+/// handler would put the thread to sleep for 1, 2, 5, 10... ms, stalling everything else on
+/// the pipeline's thread. Every other statement keeps the busy timeout.
+async fn try_begin_immediate(conn: &mut SqliteConn, patience: Duration) -> Result<(), DbError> {
     use diesel::connection::AnsiTransactionManager;
-    let deadline = std::time::Instant::now() + patience;
-    loop {
-        let restore = format!("PRAGMA busy_timeout = {}", patience.as_millis());
-        let began = conn
-            .spawn_blocking(move |c| {
-                // Only this BEGIN gives up at once; everything else keeps the busy timeout.
-                c.batch_execute("PRAGMA busy_timeout = 0")?;
-                let began = AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE");
-                c.batch_execute(&restore)?;
-                began
-            })
-            .await
-            .map_err(DbError::from);
-        match began {
-            Err(e) if e.is_lock_busy() && std::time::Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(1)).await;
+    let restore = format!("PRAGMA busy_timeout = {}", patience.as_millis());
+    conn.spawn_blocking(move |c| {
+        c.batch_execute("PRAGMA busy_timeout = 0")?;
+        let began = AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE");
+        c.batch_execute(&restore)?;
+        began
+    })
+    .await
+    .map_err(DbError::from)
+}
+
+impl Db {
+    /// Opens a `BEGIN IMMEDIATE` transaction on `conn` (one of this database's SQLite
+    /// writers): takes SQLite's write lock now, so the transaction never fails later on a lock
+    /// upgrade. Used by [`with_write_tx!`] and `with_conn!(db, write)`.
+    ///
+    /// The two writers of this process first take their FIFO write turn ([`Db::write_turn`]),
+    /// returned to be held until the transaction ends. When another process holds the lock
+    /// (the CLI, a second server), the BEGIN fails at once; the turn is given back (so this
+    /// process's other writer can try too) and taken again a millisecond later, for up to
+    /// `database.busy_timeout_ms`.
+    pub async fn sqlite_begin_immediate(
+        &self,
+        conn: &mut SqliteConn,
+    ) -> Result<Option<tokio::sync::OwnedMutexGuard<()>>, DbError> {
+        let patience = self.lock_patience();
+        let deadline = std::time::Instant::now() + patience;
+        loop {
+            let turn = self.write_turn().await;
+            match try_begin_immediate(conn, patience).await {
+                Err(e) if e.is_lock_busy() && std::time::Instant::now() < deadline => {
+                    drop(turn);
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+                Err(e) => return Err(e),
+                Ok(()) => return Ok(turn),
             }
-            other => return other,
         }
     }
 }
 
-/// Commits the transaction [`sqlite_begin_immediate`] opened when `result` is `Ok`, rolls
+/// Commits the transaction [`Db::sqlite_begin_immediate`] opened when `result` is `Ok`, rolls
 /// it back otherwise, and hands `result` back.
 pub async fn sqlite_end_transaction<T>(
     conn: &mut SqliteConn,
@@ -274,12 +293,26 @@ pub async fn sqlite_end_transaction<T>(
     }
 }
 
+/// Counts every statement sent to either engine (`facture_db_statements_total`, BEGIN,
+/// COMMIT and PRAGMAs included): round trips are what a payment costs the single SQLite
+/// writer, so their number per order is watched on `/metrics` and in BENCHMARKS.md.
+fn count_statements() -> Option<Box<dyn diesel::connection::Instrumentation>> {
+    use diesel::connection::InstrumentationEvent;
+    Some(Box::new(|event: InstrumentationEvent<'_>| {
+        if matches!(event, InstrumentationEvent::StartQuery { .. }) {
+            metrics::counter!("facture_db_statements_total").increment(1);
+        }
+    }))
+}
+
 impl Db {
     pub async fn connect(
         url: &DatabaseUrl,
         pool_size: usize,
         busy_ms: u64,
     ) -> Result<Self, DbError> {
+        // Every connection opened from now on counts its statements.
+        diesel::connection::set_default_instrumentation(count_statements)?;
         match url {
             DatabaseUrl::Sqlite(path) => Self::connect_sqlite(path, pool_size, busy_ms),
             DatabaseUrl::Postgres(url) => {
@@ -304,14 +337,15 @@ impl Db {
         // Create the file and switch it to WAL once, before any pool opens it.
         open_sqlite_sync(path, busy_ms)?;
         let url = path.to_string_lossy().into_owned();
-        let build = |size: usize, synchronous: &'static str, busy_ms: u64| {
+        let build = |size: usize, synchronous: &'static str, autocheckpoint: u32| {
             let mut config = ManagerConfig::<SqliteConn>::default();
             config.custom_setup = Box::new(move |url| {
                 let url = url.to_owned();
                 async move {
                     let mut conn =
                         <SqliteConn as diesel_async::AsyncConnection>::establish(&url).await?;
-                    conn.batch_execute(&sqlite_pragmas(busy_ms, synchronous))
+                    let pragmas = sqlite_pragmas(busy_ms, synchronous, autocheckpoint);
+                    conn.batch_execute(&pragmas)
                         .await
                         .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
                     Ok(conn)
@@ -327,14 +361,45 @@ impl Db {
                 .build()
                 .map_err(|e| DbError::Connect(e.to_string()))
         };
-        // Writers wait for the lock asynchronously (sqlite_begin_immediate), not in SQLite.
+        // Writers wait for the lock asynchronously (Db::sqlite_begin_immediate), not in SQLite.
         Ok(Db::Sqlite {
-            writer: build(1, "NORMAL", busy_ms)?,
-            acks: build(1, "FULL", busy_ms)?,
-            readers: build(pool_size.max(1), "NORMAL", busy_ms)?,
+            writer: build(1, "NORMAL", 1000)?,
+            acks: build(1, "FULL", 0)?,
+            readers: build(pool_size.max(1), "NORMAL", 0)?,
             path: path.to_owned(),
             patience: Duration::from_millis(busy_ms),
+            checkpointer: Checkpointer::start(path, busy_ms)?,
+            turn: Arc::default(),
         })
+    }
+
+    /// This database as the order pipeline uses it. On SQLite its reads go through the
+    /// pipeline's writer connection as well: the pipeline runs on one thread, one statement
+    /// at a time, so a separate reader buys it no parallelism, and a reader's page cache is
+    /// thrown away whenever another connection has committed (every pipeline read found it
+    /// cold). The writer's cache stays warm between its own transactions. Never hold a
+    /// connection of this `Db` while asking for another: there is only one.
+    pub fn for_pipeline(&self) -> Db {
+        match self {
+            Db::Sqlite {
+                writer,
+                acks,
+                path,
+                patience,
+                checkpointer,
+                turn,
+                ..
+            } => Db::Sqlite {
+                writer: writer.clone(),
+                acks: acks.clone(),
+                readers: writer.clone(),
+                path: path.clone(),
+                patience: *patience,
+                checkpointer: checkpointer.clone(),
+                turn: turn.clone(),
+            },
+            Db::Postgres(pool) => Db::Postgres(pool.clone()),
+        }
     }
 
     /// How long a SQLite writer waits for the write lock (unused on PostgreSQL).
@@ -342,6 +407,15 @@ impl Db {
         match self {
             Db::Sqlite { patience, .. } => *patience,
             Db::Postgres(_) => Duration::ZERO,
+        }
+    }
+
+    /// This process's turn to write (SQLite; `None` on PostgreSQL, which locks rows).
+    /// Held for the whole transaction, from before `BEGIN IMMEDIATE` to after `COMMIT`.
+    pub async fn write_turn(&self) -> Option<tokio::sync::OwnedMutexGuard<()>> {
+        match self {
+            Db::Sqlite { turn, .. } => Some(turn.clone().lock_owned().await),
+            Db::Postgres(_) => None,
         }
     }
 
@@ -413,11 +487,51 @@ impl Db {
 /// Every connection's settings. `cache_size = -4000` (4 MB per connection, ten connections):
 /// the page caches were most of the memory a long run grew to (204 MB at 16 MB each); the
 /// operating system's cache keeps the rest of the file warm anyway.
-fn sqlite_pragmas(busy_ms: u64, synchronous: &str) -> String {
+///
+/// `wal_autocheckpoint`: the [`Checkpointer`] thread copies the WAL back into the file, so
+/// that neither an acknowledgement nor the pipeline's thread waits for that copy and its
+/// sync. Only the pipeline's writer keeps SQLite's automatic checkpoint (1,000 pages),
+/// which then has little left to copy: a checkpoint run by the connection about to write
+/// again is what lets the WAL restart from its beginning. Without it the WAL never stopped
+/// growing under load (2.9 GB after 16,000 orders) and every frame was appended to new
+/// blocks of the file.
+fn sqlite_pragmas(busy_ms: u64, synchronous: &str, autocheckpoint: u32) -> String {
     format!(
         "PRAGMA busy_timeout = {busy_ms}; PRAGMA foreign_keys = ON; \
-         PRAGMA synchronous = {synchronous}; PRAGMA temp_store = MEMORY; PRAGMA cache_size = -4000;"
+         PRAGMA synchronous = {synchronous}; PRAGMA temp_store = MEMORY; PRAGMA cache_size = -4000; \
+         PRAGMA wal_autocheckpoint = {autocheckpoint};"
     )
+}
+
+/// Runs SQLite's WAL checkpoints on a thread of its own, in place of the automatic
+/// checkpoint a commit would otherwise run every 1,000 pages. `PASSIVE`: it copies what no
+/// reader still needs and never waits for, nor blocks, readers and writers. Stops when the
+/// last clone of its `Db` is dropped (its channel closes).
+pub struct Checkpointer {
+    _running: std::sync::mpsc::Sender<()>,
+}
+
+impl Checkpointer {
+    /// How often the WAL is copied back into the database file.
+    const EVERY: Duration = Duration::from_millis(100);
+
+    fn start(path: &Path, busy_ms: u64) -> Result<Arc<Checkpointer>, DbError> {
+        let mut conn = open_sqlite_sync(path, busy_ms)?;
+        let (running, stopped) = std::sync::mpsc::channel::<()>();
+        std::thread::Builder::new()
+            .name("sqlite-checkpoint".into())
+            .spawn(move || {
+                while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                    stopped.recv_timeout(Self::EVERY)
+                {
+                    if let Err(e) = conn.batch_execute("PRAGMA wal_checkpoint(PASSIVE)") {
+                        tracing::debug!(error = %e, "WAL checkpoint skipped");
+                    }
+                }
+            })
+            .map_err(|e| DbError::Connect(format!("checkpoint thread: {e}")))?;
+        Ok(Arc::new(Checkpointer { _running: running }))
+    }
 }
 
 fn open_sqlite_sync(path: &Path, busy_ms: u64) -> Result<SqliteConnection, DbError> {
@@ -425,7 +539,7 @@ fn open_sqlite_sync(path: &Path, busy_ms: u64) -> Result<SqliteConnection, DbErr
         .map_err(|e| DbError::Connect(format!("{}: {e}", path.display())))?;
     conn.batch_execute(&format!(
         "PRAGMA journal_mode = WAL; {}",
-        sqlite_pragmas(busy_ms, "NORMAL")
+        sqlite_pragmas(busy_ms, "NORMAL", 1000)
     ))
     .map_err(DbError::Query)?;
     Ok(conn)
@@ -481,4 +595,21 @@ pub fn now() -> NaiveDateTime {
 /// A fresh id (UUID v4 as text).
 pub fn new_id() -> String {
     uuid::Uuid::new_v4().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    /// `.cargo/config.toml` builds SQLite with `SQLITE_ENABLE_QPSG`: without it every
+    /// `.first()` query (a bound LIMIT) is re-prepared at each execution.
+    #[test]
+    fn the_bundled_sqlite_keeps_query_plans_stable() {
+        use diesel::prelude::*;
+        let mut conn = diesel::SqliteConnection::establish(":memory:").unwrap();
+        let used: i32 = diesel::select(diesel::dsl::sql::<diesel::sql_types::Integer>(
+            "sqlite_compileoption_used('ENABLE_QPSG')",
+        ))
+        .get_result(&mut conn)
+        .unwrap();
+        assert_eq!(used, 1, "SQLite was built without SQLITE_ENABLE_QPSG");
+    }
 }
