@@ -465,3 +465,49 @@ async fn a_mail_server_refusing_for_a_while_parks_the_step_and_the_invoice_goes_
     assert_eq!(done.next_attempt_at, None);
     assert_eq!(done.pipeline_error, None);
 }
+
+// The gate is a std lock taken only by the renderer pool's own threads (see above).
+#[allow(clippy::await_holding_lock)]
+#[actix_web::test]
+async fn at_most_max_active_orders_are_worked_on_at_once_the_rest_wait_their_turn() {
+    let app = spawn_app_with(|f| f.merge(("engine.max_active_orders", 2))).await;
+    let gate = app.engine.render_gate();
+    let mut made = Vec::new();
+    {
+        let _held = gate.hold();
+        for i in 0..10 {
+            let order = customer_order(&app, &format!("turn{i}@example.fr"), 4_000).await;
+            let (status, _) = app
+                .deliver(completed(&evt(), &session_of(&order), 4_000))
+                .await;
+            assert_eq!(status, 200, "every payment is acknowledged");
+            made.push(order);
+        }
+        // Two orders get in and stop at their render; the other eight events wait, unapplied.
+        let paid = || async {
+            let mut n = 0;
+            for order in &made {
+                let c = orders::find(&app.db, &order.id).await.unwrap().unwrap();
+                n += usize::from(c.payment_status == "paid");
+            }
+            n
+        };
+        eventually("two orders to be worked on", WAIT, || async {
+            (paid().await == 2).then_some(())
+        })
+        .await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(paid().await, 2, "no third order got in while two are active");
+        assert_eq!(
+            events::count_by_status(&app.db, events::status::RECEIVED)
+                .await
+                .unwrap(),
+            8,
+            "the other events wait their turn, stored"
+        );
+    }
+    for order in &made {
+        let invoice = invoiced(&app, &order.id).await;
+        assert!(invoice.pdf_sha256.is_some());
+    }
+}
