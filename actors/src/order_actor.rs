@@ -18,7 +18,7 @@ use chrono::Duration as ChronoDuration;
 use facture_core::config::Settings;
 use facture_core::db::models::{Commande, Invoice, User};
 use facture_core::db::Db;
-use facture_core::events::{self, status};
+use facture_core::events;
 use facture_core::invoices::{self, NewInvoice};
 use facture_core::mail::retry::{retry_notify, RetryPolicy};
 use facture_core::mail::{Attachment, MailContent, OutgoingMail};
@@ -149,55 +149,30 @@ impl Handler<DrivePipeline> for OrderActor {
     }
 }
 
-/// Applies one stored event, then drives the order it paid.
+/// Applies one stored event (claimed, applied and finished in one transaction), then
+/// drives the order it paid.
 async fn process_event(deps: &OrderDeps, event_id: &str) -> Result<(), EngineError> {
-    let Some(row) = events::claim(&deps.db, event_id, &deps.node_id, deps.lease()).await? else {
-        return Ok(()); // finished already, or another process has it
-    };
-    metrics::event_claimed(row.session_id.as_deref(), row.received_at);
-    let event = match facture_core::stripe::decode_event(row.payload.as_bytes()) {
-        Ok(e) => e,
-        Err(e) => {
-            events::finish(
-                &deps.db,
-                event_id,
-                status::FAILED,
-                None,
-                Some(&e.to_string()),
-            )
-            .await?;
-            return Ok(());
-        }
-    };
-    let applied = retry_step(deps, "apply_event", || async {
-        orders::apply_event(&deps.db, &event, &deps.settings.stripe.allowed_sources)
+    let allowed = &deps.settings.stripe.allowed_sources;
+    let processed = retry_step(deps, "apply_event", || async {
+        orders::process_stored_event(&deps.db, event_id, &deps.node_id, deps.lease(), allowed)
             .await
             .map_err(EngineError::from)
     })
     .await;
-    let effect = match applied {
-        Ok(effect) => effect,
+    let orders::Processed { row, event, effect } = match processed {
+        Ok(Some(processed)) => processed,
+        Ok(None) => return Ok(()), // finished already, or another process has it
         Err(e) => {
+            // Nothing was applied (the transaction rolled back); the sweep retries.
             events::release(&deps.db, event_id, &e.to_string()).await?;
             return Err(e);
         }
     };
-    let note = match &effect {
-        Effect::Ignored(why) | Effect::Orphan(why) => Some(why.as_str()),
-        _ => None,
-    };
-    events::finish(
-        &deps.db,
-        event_id,
-        effect.event_status(),
-        effect.commande_id(),
-        note,
-    )
-    .await?;
-    tracing::info!(event = %event.id, r#type = %event.event_type, outcome = effect.event_status(), commande = ?effect.commande_id(), "event processed");
-    match effect {
-        Effect::Paid { commande_id, .. } => drive_pipeline(deps, &commande_id).await,
-        Effect::PaymentFailed { commande_id } => {
+    metrics::event_claimed(row.session_id.as_deref(), row.received_at);
+    tracing::info!(event = %row.stripe_event_id, r#type = %row.event_type, outcome = effect.event_status(), commande = ?effect.commande_id(), "event processed");
+    match (effect, event) {
+        (Effect::Paid { commande_id, .. }, _) => drive_pipeline(deps, &commande_id).await,
+        (Effect::PaymentFailed { commande_id }, Some(event)) => {
             let order = orders::find(&deps.db, &commande_id).await?;
             publish(
                 deps,
@@ -212,7 +187,7 @@ async fn process_event(deps: &OrderDeps, event_id: &str) -> Result<(), EngineErr
             )
             .await
         }
-        Effect::Ignored(_) | Effect::Orphan(_) => Ok(()),
+        _ => Ok(()),
     }
 }
 

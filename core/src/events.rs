@@ -2,7 +2,7 @@
 //! claims (leases) that let any process — after a crash, or one of several sharing a
 //! PostgreSQL database — pick up events that are not finished.
 
-use chrono::{Duration, NaiveDateTime};
+use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 
@@ -39,6 +39,24 @@ pub enum Appended {
     Duplicate,
 }
 
+/// The columns of a newly received event (either engine).
+macro_rules! new_event_row {
+    ($event:expr, $id:expr, $received_at:expr) => {{
+        let (e, id, received_at): (&NewEvent, &str, chrono::NaiveDateTime) =
+            ($event, $id, $received_at);
+        (
+            webhook_events::id.eq(id),
+            webhook_events::stripe_event_id.eq(&e.stripe_event_id),
+            webhook_events::event_type.eq(&e.event_type),
+            webhook_events::payload.eq(&e.payload),
+            webhook_events::received_at.eq(received_at),
+            webhook_events::status.eq(status::RECEIVED),
+            webhook_events::attempts.eq(0),
+            webhook_events::session_id.eq(&e.session_id),
+        )
+    }};
+}
+
 /// Appends a batch of events in ONE durable transaction (group commit): the cost of the
 /// commit is shared by every request waiting on it.
 pub async fn append_batch(db: &Db, events: &[NewEvent]) -> Result<Vec<Appended>, DbError> {
@@ -48,16 +66,7 @@ pub async fn append_batch(db: &Db, events: &[NewEvent]) -> Result<Vec<Appended>,
         for e in events {
             let id = new_id();
             let inserted = diesel::insert_into(webhook_events::table)
-                .values((
-                    webhook_events::id.eq(&id),
-                    webhook_events::stripe_event_id.eq(&e.stripe_event_id),
-                    webhook_events::event_type.eq(&e.event_type),
-                    webhook_events::payload.eq(&e.payload),
-                    webhook_events::received_at.eq(received_at),
-                    webhook_events::status.eq(status::RECEIVED),
-                    webhook_events::attempts.eq(0),
-                    webhook_events::session_id.eq(&e.session_id),
-                ))
+                .values(new_event_row!(e, &id, received_at))
                 .on_conflict(webhook_events::stripe_event_id)
                 .do_nothing()
                 .execute(conn)
@@ -72,20 +81,19 @@ pub async fn append_batch(db: &Db, events: &[NewEvent]) -> Result<Vec<Appended>,
     })
 }
 
-/// Takes the event for `owner` until `lease` from now, if it is unfinished and nobody
-/// else holds a live claim. Returns the row when claimed.
-pub async fn claim(
-    db: &Db,
-    id: &str,
-    owner: &str,
-    lease: Duration,
-) -> Result<Option<WebhookEvent>, DbError> {
-    let t = now();
-    let claimed: Option<WebhookEvent> = with_conn!(db, write, |conn| {
+/// Inside a write transaction: takes the event for `$owner` until `$lease` from now, if it
+/// is unfinished and nobody else holds a live claim (on PostgreSQL the row stays locked until
+/// the transaction ends, so a second processor waits, then finds it finished). Evaluates to
+/// the row when claimed (`Option<WebhookEvent>`).
+macro_rules! claim_row {
+    ($conn:ident, $id:expr, $owner:expr, $lease:expr) => {{
+        use $crate::db::schema::webhook_events;
+        let (id, owner, lease): (&str, &str, chrono::Duration) = ($id, $owner, $lease);
+        let t = $crate::db::now();
         diesel::update(
             webhook_events::table
                 .filter(webhook_events::id.eq(id))
-                .filter(webhook_events::status.eq(status::RECEIVED))
+                .filter(webhook_events::status.eq($crate::events::status::RECEIVED))
                 .filter(
                     webhook_events::lease_owner
                         .is_null()
@@ -98,43 +106,41 @@ pub async fn claim(
             webhook_events::lease_expires_at.eq(t + lease),
             webhook_events::attempts.eq(webhook_events::attempts + 1),
         ))
-        .returning(WebhookEvent::as_returning())
-        .get_result(conn)
+        .returning($crate::db::models::WebhookEvent::as_returning())
+        .get_result::<$crate::db::models::WebhookEvent>($conn)
         .await
-        .optional()
-    })?;
-    Ok(claimed)
+        .optional()?
+    }};
 }
 
-/// Records how an event ended and releases its claim.
-pub async fn finish(
-    db: &Db,
-    id: &str,
-    final_status: &str,
-    commande_id: Option<&str>,
-    error: Option<&str>,
-) -> Result<(), DbError> {
-    with_conn!(db, write, |conn| {
+/// Inside a write transaction: records how an event ended and releases its claim.
+macro_rules! finish_row {
+    ($conn:ident, $id:expr, $status:expr, $commande_id:expr, $error:expr) => {{
+        use $crate::db::schema::webhook_events;
+        let (id, status, commande_id, error): (&str, &str, Option<&str>, Option<&str>) =
+            ($id, $status, $commande_id, $error);
         diesel::update(webhook_events::table.find(id))
             .set((
-                webhook_events::status.eq(final_status),
+                webhook_events::status.eq(status),
                 webhook_events::commande_id.eq(commande_id),
                 webhook_events::last_error.eq(error),
-                webhook_events::processed_at.eq(Some(now())),
+                webhook_events::processed_at.eq(Some($crate::db::now())),
                 webhook_events::lease_owner.eq(None::<String>),
-                webhook_events::lease_expires_at.eq(None::<NaiveDateTime>),
+                webhook_events::lease_expires_at.eq(None::<chrono::NaiveDateTime>),
             ))
-            .execute(conn)
-            .await
-    })?;
-    Ok(())
+            .execute($conn)
+            .await?
+    }};
 }
+pub(crate) use {claim_row, finish_row};
 
-/// Gives up a claim without finishing (a transient failure: the sweep retries later).
+/// Records a failed attempt at an event and gives up any claim on it without finishing (a
+/// transient failure: the sweep retries later).
 pub async fn release(db: &Db, id: &str, error: &str) -> Result<(), DbError> {
     with_conn!(db, write, |conn| {
         diesel::update(webhook_events::table.find(id))
             .set((
+                webhook_events::attempts.eq(webhook_events::attempts + 1),
                 webhook_events::last_error.eq(Some(error)),
                 webhook_events::lease_owner.eq(None::<String>),
                 webhook_events::lease_expires_at.eq(None::<NaiveDateTime>),

@@ -1,6 +1,6 @@
 //! Orders: customers, commandes, the guest checkout, and what a Stripe event does to them.
 //!
-//! [`apply_event`] is the one place where a payment changes an order. It runs in one write
+//! [`process_stored_event`] is the one place where a payment changes an order. It runs in one write
 //! transaction and is idempotent and monotonic: a second `completed` changes nothing, a late
 //! failure never un-pays an order. After it, a paid order carries a `pipeline` step name
 //! that the engine drives to `done` (see [`step`]).
@@ -9,7 +9,7 @@ use chrono::{Duration, NaiveDateTime};
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 
-use crate::db::models::{Commande, OrderStep, PendingCommande, User};
+use crate::db::models::{Commande, OrderStep, PendingCommande, User, WebhookEvent};
 use crate::db::schema::{commandes, files, order_steps, pending_commandes, users};
 use crate::db::{new_id, now, Db, DbError};
 use crate::stripe::{EventKind, StripeEvent};
@@ -60,6 +60,8 @@ pub enum Effect {
     Ignored(String),
     /// The event names a session or payment no order knows.
     Orphan(String),
+    /// The stored payload no longer decodes (it did when it was acknowledged).
+    Malformed(String),
 }
 
 impl Effect {
@@ -70,6 +72,15 @@ impl Effect {
             Effect::Paid { .. } | Effect::PaymentFailed { .. } => status::PROCESSED,
             Effect::Ignored(_) => status::IGNORED,
             Effect::Orphan(_) => status::ORPHAN,
+            Effect::Malformed(_) => status::FAILED,
+        }
+    }
+
+    /// Why nothing was done, kept with the event.
+    pub fn note(&self) -> Option<&str> {
+        match self {
+            Effect::Ignored(why) | Effect::Orphan(why) | Effect::Malformed(why) => Some(why),
+            Effect::Paid { .. } | Effect::PaymentFailed { .. } => None,
         }
     }
 
@@ -83,234 +94,303 @@ impl Effect {
     }
 }
 
-/// Applies a decoded Stripe event to the orders, in one transaction.
-pub async fn apply_event(
-    db: &Db,
-    event: &StripeEvent,
-    allowed_sources: &[String],
-) -> Result<Effect, DbError> {
-    if !allowed_sources.is_empty() {
-        let source = event.metadata("source").unwrap_or("");
-        if !allowed_sources.iter().any(|s| s == source) {
-            return Ok(Effect::Ignored(format!("source `{source}` is not allowed")));
-        }
-    }
-    match event.kind {
-        EventKind::CheckoutCompleted if !event.is_paid() => Ok(Effect::Ignored(
-            "session completed but not paid yet (async payment)".into(),
-        )),
-        EventKind::CheckoutCompleted | EventKind::AsyncPaymentSucceeded => {
-            let Some(session) = event.session_id() else {
-                return Ok(Effect::Ignored("no checkout session in the event".into()));
+/// Inside a transaction: marks the order of `$session` paid, or creates the guest's account
+/// and order from its pending checkout. Evaluates to `Result<Effect, DbError>`.
+macro_rules! mark_paid_rows {
+    ($conn:ident, $session:expr, $intent:expr) => {
+        async {
+            let conn = &mut *$conn;
+            let (session, intent): (&str, Option<&str>) = ($session, $intent);
+            let t = now();
+            let existing: Option<Commande> = commandes::table
+                .filter(commandes::stripe_session_id.eq(session))
+                .select(Commande::as_select())
+                .first(conn)
+                .await
+                .optional()?;
+            if let Some(c) = existing {
+                if c.payment_status != payment::PAID {
+                    diesel::update(commandes::table.find(&c.id))
+                        .set((
+                            commandes::payment_status.eq(payment::PAID),
+                            commandes::statut.eq(statut::EN_COURS),
+                            commandes::paid_at.eq(Some(t)),
+                            commandes::stripe_payment_intent.eq(intent),
+                            commandes::pipeline.eq(Some(step::INVOICE)),
+                            commandes::updated_at.eq(t),
+                        ))
+                        .execute(conn)
+                        .await?;
+                }
+                return Ok::<Effect, DbError>(Effect::Paid {
+                    commande_id: c.id,
+                    new_user: false,
+                });
+            }
+            let pending: Option<PendingCommande> = pending_commandes::table
+                .filter(pending_commandes::stripe_session_id.eq(session))
+                .select(PendingCommande::as_select())
+                .first(conn)
+                .await
+                .optional()?;
+            let Some(p) = pending else {
+                return Ok::<Effect, DbError>(Effect::Orphan(format!(
+                    "no order has session {session}"
+                )));
             };
-            mark_paid(db, session, event.payment_intent_id()).await
+            let user: Option<User> = users::table
+                .filter(users::email.eq(&p.email))
+                .select(User::as_select())
+                .first(conn)
+                .await
+                .optional()?;
+            let new_user = user.is_none();
+            let user_id = match user {
+                Some(u) => u.id,
+                None => {
+                    let u = User {
+                        id: new_id(),
+                        prenom: p.prenom.clone(),
+                        nom: p.nom.clone(),
+                        email: p.email.clone(),
+                        password_hash: None,
+                        role: "USER".into(),
+                        is_active: false,
+                        adresse: p.adresse.clone(),
+                        telephone: p.telephone.clone(),
+                        created_at: t,
+                        updated_at: t,
+                    };
+                    diesel::insert_into(users::table)
+                        .values(&u)
+                        .execute(conn)
+                        .await?;
+                    u.id
+                }
+            };
+            let commande = Commande {
+                id: new_id(),
+                user_id: user_id.clone(),
+                titre: p.titre.clone(),
+                description: p.description.clone(),
+                statut: statut::PAYEE.into(),
+                payment_status: payment::PAID.into(),
+                stripe_session_id: Some(session.to_owned()),
+                stripe_payment_intent: intent.map(str::to_owned),
+                amount_cents: p.amount_cents,
+                currency: "eur".into(),
+                is_guest: true,
+                paid_at: Some(t),
+                pipeline: Some(
+                    if new_user {
+                        step::ACTIVATION
+                    } else {
+                        step::INVOICE
+                    }
+                    .into(),
+                ),
+                pipeline_attempts: 0,
+                pipeline_error: None,
+                next_attempt_at: None,
+                lease_owner: None,
+                lease_expires_at: None,
+                created_at: t,
+                updated_at: t,
+            };
+            diesel::insert_into(commandes::table)
+                .values(&commande)
+                .execute(conn)
+                .await?;
+            diesel::update(pending_commandes::table.find(&p.id))
+                .set((
+                    pending_commandes::is_processed.eq(true),
+                    pending_commandes::status.eq("processed"),
+                    pending_commandes::user_id.eq(Some(&user_id)),
+                    pending_commandes::commande_id.eq(Some(&commande.id)),
+                    pending_commandes::updated_at.eq(t),
+                ))
+                .execute(conn)
+                .await?;
+            diesel::update(files::table.filter(files::pending_commande_id.eq(&p.id)))
+                .set(files::commande_id.eq(Some(&commande.id)))
+                .execute(conn)
+                .await?;
+            Ok::<Effect, DbError>(Effect::Paid {
+                commande_id: commande.id,
+                new_user,
+            })
         }
-        EventKind::AsyncPaymentFailed | EventKind::PaymentIntentFailed => {
-            mark_failed(db, event.session_id(), event.payment_intent_id()).await
-        }
-        EventKind::CheckoutExpired => match event.session_id() {
-            Some(session) => mark_expired(db, session).await,
-            None => Ok(Effect::Ignored("no checkout session in the event".into())),
-        },
-        EventKind::Other => Ok(Effect::Ignored(format!(
-            "event type {} is not handled",
-            event.event_type
-        ))),
-    }
+        .await
+    };
 }
 
-async fn mark_paid(db: &Db, session: &str, intent: Option<&str>) -> Result<Effect, DbError> {
-    with_write_tx!(db, |conn| {
-        let t = now();
-        let existing: Option<Commande> = commandes::table
-            .filter(commandes::stripe_session_id.eq(session))
-            .select(Commande::as_select())
-            .first(conn)
-            .await
-            .optional()?;
-        if let Some(c) = existing {
-            if c.payment_status != payment::PAID {
-                diesel::update(commandes::table.find(&c.id))
-                    .set((
-                        commandes::payment_status.eq(payment::PAID),
-                        commandes::statut.eq(statut::EN_COURS),
-                        commandes::paid_at.eq(Some(t)),
-                        commandes::stripe_payment_intent.eq(intent),
-                        commandes::pipeline.eq(Some(step::INVOICE)),
-                        commandes::updated_at.eq(t),
+/// Inside a transaction: marks the unpaid order of a failed payment failed.
+macro_rules! mark_failed_rows {
+    ($conn:ident, $session:expr, $intent:expr) => {
+        async {
+            let conn = &mut *$conn;
+            let (session, intent): (Option<&str>, Option<&str>) = ($session, $intent);
+            let mut q = commandes::table.into_boxed();
+            q = match (session, intent) {
+                (Some(s), Some(i)) => q.filter(
+                    commandes::stripe_session_id
+                        .eq(s)
+                        .or(commandes::stripe_payment_intent.eq(i)),
+                ),
+                (Some(s), None) => q.filter(commandes::stripe_session_id.eq(s)),
+                (None, Some(i)) => q.filter(commandes::stripe_payment_intent.eq(i)),
+                (None, None) => {
+                    return Ok::<Effect, DbError>(Effect::Orphan(
+                        "no session or payment intent".into(),
                     ))
-                    .execute(conn)
-                    .await?;
-            }
-            return Ok(Effect::Paid {
-                commande_id: c.id,
-                new_user: false,
-            });
-        }
-        let pending: Option<PendingCommande> = pending_commandes::table
-            .filter(pending_commandes::stripe_session_id.eq(session))
-            .select(PendingCommande::as_select())
-            .first(conn)
-            .await
-            .optional()?;
-        let Some(p) = pending else {
-            return Ok(Effect::Orphan(format!("no order has session {session}")));
-        };
-        let user: Option<User> = users::table
-            .filter(users::email.eq(&p.email))
-            .select(User::as_select())
-            .first(conn)
-            .await
-            .optional()?;
-        let new_user = user.is_none();
-        let user_id = match user {
-            Some(u) => u.id,
-            None => {
-                let u = User {
-                    id: new_id(),
-                    prenom: p.prenom.clone(),
-                    nom: p.nom.clone(),
-                    email: p.email.clone(),
-                    password_hash: None,
-                    role: "USER".into(),
-                    is_active: false,
-                    adresse: p.adresse.clone(),
-                    telephone: p.telephone.clone(),
-                    created_at: t,
-                    updated_at: t,
-                };
-                diesel::insert_into(users::table)
-                    .values(&u)
-                    .execute(conn)
-                    .await?;
-                u.id
-            }
-        };
-        let commande = Commande {
-            id: new_id(),
-            user_id: user_id.clone(),
-            titre: p.titre.clone(),
-            description: p.description.clone(),
-            statut: statut::PAYEE.into(),
-            payment_status: payment::PAID.into(),
-            stripe_session_id: Some(session.to_owned()),
-            stripe_payment_intent: intent.map(str::to_owned),
-            amount_cents: p.amount_cents,
-            currency: "eur".into(),
-            is_guest: true,
-            paid_at: Some(t),
-            pipeline: Some(
-                if new_user {
-                    step::ACTIVATION
-                } else {
-                    step::INVOICE
                 }
-                .into(),
-            ),
-            pipeline_attempts: 0,
-            pipeline_error: None,
-            next_attempt_at: None,
-            lease_owner: None,
-            lease_expires_at: None,
-            created_at: t,
-            updated_at: t,
-        };
-        diesel::insert_into(commandes::table)
-            .values(&commande)
-            .execute(conn)
-            .await?;
-        diesel::update(pending_commandes::table.find(&p.id))
+            };
+            let found: Option<Commande> = q
+                .select(Commande::as_select())
+                .first(conn)
+                .await
+                .optional()?;
+            let Some(c) = found else {
+                return Ok::<Effect, DbError>(Effect::Orphan(
+                    "no order matches the failed payment".into(),
+                ));
+            };
+            if c.payment_status == payment::PAID {
+                return Ok::<Effect, DbError>(Effect::Ignored(
+                    "order already paid: a late failure never un-pays it".into(),
+                ));
+            }
+            diesel::update(commandes::table.find(&c.id))
+                .set((
+                    commandes::payment_status.eq(payment::FAILED),
+                    commandes::updated_at.eq(now()),
+                ))
+                .execute(conn)
+                .await?;
+            Ok::<Effect, DbError>(Effect::PaymentFailed { commande_id: c.id })
+        }
+        .await
+    };
+}
+
+/// Inside a transaction: marks the unpaid order (or pending checkout) of `$session` expired.
+macro_rules! mark_expired_rows {
+    ($conn:ident, $session:expr) => {
+        async {
+            let conn = &mut *$conn;
+            let session: &str = $session;
+            let t = now();
+            let pending = diesel::update(
+                pending_commandes::table
+                    .filter(pending_commandes::stripe_session_id.eq(session))
+                    .filter(pending_commandes::is_processed.eq(false)),
+            )
             .set((
-                pending_commandes::is_processed.eq(true),
-                pending_commandes::status.eq("processed"),
-                pending_commandes::user_id.eq(Some(&user_id)),
-                pending_commandes::commande_id.eq(Some(&commande.id)),
+                pending_commandes::status.eq("expired"),
                 pending_commandes::updated_at.eq(t),
             ))
             .execute(conn)
             .await?;
-        diesel::update(files::table.filter(files::pending_commande_id.eq(&p.id)))
-            .set(files::commande_id.eq(Some(&commande.id)))
-            .execute(conn)
-            .await?;
-        Ok(Effect::Paid {
-            commande_id: commande.id,
-            new_user,
-        })
-    })
-}
-
-async fn mark_failed(
-    db: &Db,
-    session: Option<&str>,
-    intent: Option<&str>,
-) -> Result<Effect, DbError> {
-    with_write_tx!(db, |conn| {
-        let mut q = commandes::table.into_boxed();
-        q = match (session, intent) {
-            (Some(s), Some(i)) => q.filter(
-                commandes::stripe_session_id
-                    .eq(s)
-                    .or(commandes::stripe_payment_intent.eq(i)),
-            ),
-            (Some(s), None) => q.filter(commandes::stripe_session_id.eq(s)),
-            (None, Some(i)) => q.filter(commandes::stripe_payment_intent.eq(i)),
-            (None, None) => return Ok(Effect::Orphan("no session or payment intent".into())),
-        };
-        let found: Option<Commande> = q
-            .select(Commande::as_select())
-            .first(conn)
-            .await
-            .optional()?;
-        let Some(c) = found else {
-            return Ok(Effect::Orphan("no order matches the failed payment".into()));
-        };
-        if c.payment_status == payment::PAID {
-            return Ok(Effect::Ignored(
-                "order already paid: a late failure never un-pays it".into(),
-            ));
-        }
-        diesel::update(commandes::table.find(&c.id))
+            let unpaid = diesel::update(
+                commandes::table
+                    .filter(commandes::stripe_session_id.eq(session))
+                    .filter(commandes::payment_status.ne(payment::PAID)),
+            )
             .set((
-                commandes::payment_status.eq(payment::FAILED),
-                commandes::updated_at.eq(now()),
+                commandes::payment_status.eq(payment::EXPIRED),
+                commandes::updated_at.eq(t),
             ))
             .execute(conn)
             .await?;
-        Ok(Effect::PaymentFailed { commande_id: c.id })
-    })
+            Ok::<Effect, DbError>(if pending + unpaid > 0 {
+                Effect::Ignored("unpaid order marked expired".into())
+            } else {
+                Effect::Ignored("session expired after payment or unknown: nothing to do".into())
+            })
+        }
+        .await
+    };
 }
 
-async fn mark_expired(db: &Db, session: &str) -> Result<Effect, DbError> {
-    with_write_tx!(db, |conn| {
-        let t = now();
-        let pending = diesel::update(
-            pending_commandes::table
-                .filter(pending_commandes::stripe_session_id.eq(session))
-                .filter(pending_commandes::is_processed.eq(false)),
-        )
-        .set((
-            pending_commandes::status.eq("expired"),
-            pending_commandes::updated_at.eq(t),
-        ))
-        .execute(conn)
-        .await?;
-        let unpaid = diesel::update(
-            commandes::table
-                .filter(commandes::stripe_session_id.eq(session))
-                .filter(commandes::payment_status.ne(payment::PAID)),
-        )
-        .set((
-            commandes::payment_status.eq(payment::EXPIRED),
-            commandes::updated_at.eq(t),
-        ))
-        .execute(conn)
-        .await?;
-        Ok(if pending + unpaid > 0 {
-            Effect::Ignored("unpaid order marked expired".into())
+/// Inside a transaction: what `$event` does to the orders (see [`process_stored_event`]).
+/// Evaluates to `Result<Effect, DbError>`.
+macro_rules! effect_of {
+    ($conn:ident, $event:expr, $allowed_sources:expr) => {{
+        let (event, allowed_sources): (&StripeEvent, &[String]) = ($event, $allowed_sources);
+        let source = event.metadata("source").unwrap_or("");
+        if !allowed_sources.is_empty() && !allowed_sources.iter().any(|s| s == source) {
+            Ok(Effect::Ignored(format!("source `{source}` is not allowed")))
         } else {
-            Effect::Ignored("session expired after payment or unknown: nothing to do".into())
-        })
+            match event.kind {
+                EventKind::CheckoutCompleted if !event.is_paid() => Ok(Effect::Ignored(
+                    "session completed but not paid yet (async payment)".into(),
+                )),
+                EventKind::CheckoutCompleted | EventKind::AsyncPaymentSucceeded => {
+                    match event.session_id() {
+                        Some(session) => {
+                            mark_paid_rows!($conn, session, event.payment_intent_id())
+                        }
+                        None => Ok(Effect::Ignored("no checkout session in the event".into())),
+                    }
+                }
+                EventKind::AsyncPaymentFailed | EventKind::PaymentIntentFailed => {
+                    mark_failed_rows!($conn, event.session_id(), event.payment_intent_id())
+                }
+                EventKind::CheckoutExpired => match event.session_id() {
+                    Some(session) => mark_expired_rows!($conn, session),
+                    None => Ok(Effect::Ignored("no checkout session in the event".into())),
+                },
+                EventKind::Other => Ok(Effect::Ignored(format!(
+                    "event type {} is not handled",
+                    event.event_type
+                ))),
+            }
+        }
+    }};
+}
+
+/// A stored webhook event, applied.
+#[derive(Debug)]
+pub struct Processed {
+    pub row: WebhookEvent,
+    /// The decoded event (`None`: its payload no longer decodes, see [`Effect::Malformed`]).
+    pub event: Option<StripeEvent>,
+    pub effect: Effect,
+}
+
+/// Claims a stored webhook event, applies it to the orders and records how it ended
+/// (`webhook_events.status`), all in one transaction: a crash at any point leaves the event
+/// unapplied and unfinished, for the sweep. `None` when it is finished already or another
+/// process holds a live claim on it.
+///
+/// Applying is idempotent and monotonic: a second `completed` changes nothing, a late failure
+/// never un-pays an order.
+pub async fn process_stored_event(
+    db: &Db,
+    event_id: &str,
+    owner: &str,
+    lease: Duration,
+    allowed_sources: &[String],
+) -> Result<Option<Processed>, DbError> {
+    with_write_tx!(db, |conn| {
+        let Some(row) = crate::events::claim_row!(conn, event_id, owner, lease) else {
+            return Ok(None);
+        };
+        let (event, effect) = match crate::stripe::decode_event(row.payload.as_bytes()) {
+            Ok(event) => {
+                let effect = effect_of!(conn, &event, allowed_sources)?;
+                (Some(event), effect)
+            }
+            Err(e) => (None, Effect::Malformed(e.to_string())),
+        };
+        crate::events::finish_row!(
+            conn,
+            event_id,
+            effect.event_status(),
+            effect.commande_id(),
+            effect.note()
+        );
+        Ok(Some(Processed { row, event, effect }))
     })
 }
 

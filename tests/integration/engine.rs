@@ -497,7 +497,11 @@ async fn at_most_max_active_orders_are_worked_on_at_once_the_rest_wait_their_tur
         })
         .await;
         tokio::time::sleep(Duration::from_millis(500)).await;
-        assert_eq!(paid().await, 2, "no third order got in while two are active");
+        assert_eq!(
+            paid().await,
+            2,
+            "no third order got in while two are active"
+        );
         assert_eq!(
             events::count_by_status(&app.db, events::status::RECEIVED)
                 .await
