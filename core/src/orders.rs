@@ -94,6 +94,58 @@ impl Effect {
     }
 }
 
+/// A customer account about to be created.
+struct NewCustomer<'a> {
+    prenom: &'a str,
+    nom: &'a str,
+    email: &'a str,
+    active: bool,
+    adresse: Option<&'a str>,
+    telephone: Option<&'a str>,
+}
+
+impl NewCustomer<'_> {
+    fn user(&self, t: NaiveDateTime) -> User {
+        User {
+            id: new_id(),
+            prenom: self.prenom.to_owned(),
+            nom: self.nom.to_owned(),
+            email: self.email.to_owned(),
+            password_hash: None,
+            role: "USER".into(),
+            is_active: self.active,
+            adresse: self.adresse.map(str::to_owned),
+            telephone: self.telephone.map(str::to_owned),
+            created_at: t,
+            updated_at: t,
+        }
+    }
+}
+
+/// Inside a transaction: the id of the account with `$user`'s email, inserting `$user` when
+/// there is none. Evaluates to `(id, created)`.
+macro_rules! customer_id_for {
+    ($conn:ident, $user:expr) => {{
+        let user: User = $user;
+        let existing: Option<User> = users::table
+            .filter(users::email.eq(&user.email))
+            .select(User::as_select())
+            .first($conn)
+            .await
+            .optional()?;
+        match existing {
+            Some(found) => (found.id, false),
+            None => {
+                diesel::insert_into(users::table)
+                    .values(&user)
+                    .execute($conn)
+                    .await?;
+                (user.id, true)
+            }
+        }
+    }};
+}
+
 /// Inside a transaction: marks the order of `$session` paid, or creates the guest's account
 /// and order from its pending checkout. Evaluates to `Result<Effect, DbError>`.
 macro_rules! mark_paid_rows {
@@ -138,36 +190,16 @@ macro_rules! mark_paid_rows {
                     "no order has session {session}"
                 )));
             };
-            let user: Option<User> = users::table
-                .filter(users::email.eq(&p.email))
-                .select(User::as_select())
-                .first(conn)
-                .await
-                .optional()?;
-            let new_user = user.is_none();
-            let user_id = match user {
-                Some(u) => u.id,
-                None => {
-                    let u = User {
-                        id: new_id(),
-                        prenom: p.prenom.clone(),
-                        nom: p.nom.clone(),
-                        email: p.email.clone(),
-                        password_hash: None,
-                        role: "USER".into(),
-                        is_active: false,
-                        adresse: p.adresse.clone(),
-                        telephone: p.telephone.clone(),
-                        created_at: t,
-                        updated_at: t,
-                    };
-                    diesel::insert_into(users::table)
-                        .values(&u)
-                        .execute(conn)
-                        .await?;
-                    u.id
-                }
+            // A guest's account stays inactive until they set a password (activation mail).
+            let guest = NewCustomer {
+                prenom: &p.prenom,
+                nom: &p.nom,
+                email: &p.email,
+                active: false,
+                adresse: p.adresse.as_deref(),
+                telephone: p.telephone.as_deref(),
             };
+            let (user_id, new_user) = customer_id_for!(conn, guest.user(t));
             let commande = Commande {
                 id: new_id(),
                 user_id: user_id.clone(),
@@ -750,35 +782,15 @@ pub struct NewOrder {
 pub async fn create_order(db: &Db, new: &NewOrder) -> Result<Commande, DbError> {
     with_write_tx!(db, |conn| {
         let t = now();
-        let user: Option<User> = users::table
-            .filter(users::email.eq(&new.email))
-            .select(User::as_select())
-            .first(conn)
-            .await
-            .optional()?;
-        let user_id = match user {
-            Some(u) => u.id,
-            None => {
-                let u = User {
-                    id: new_id(),
-                    prenom: new.prenom.clone(),
-                    nom: new.nom.clone(),
-                    email: new.email.clone(),
-                    password_hash: None,
-                    role: "USER".into(),
-                    is_active: true,
-                    adresse: None,
-                    telephone: None,
-                    created_at: t,
-                    updated_at: t,
-                };
-                diesel::insert_into(users::table)
-                    .values(&u)
-                    .execute(conn)
-                    .await?;
-                u.id
-            }
+        let customer = NewCustomer {
+            prenom: &new.prenom,
+            nom: &new.nom,
+            email: &new.email,
+            active: true,
+            adresse: None,
+            telephone: None,
         };
+        let (user_id, _) = customer_id_for!(conn, customer.user(t));
         let c = unpaid_commande(
             new_id(),
             user_id,
