@@ -200,34 +200,28 @@ macro_rules! mark_paid_rows {
                 telephone: p.telephone.as_deref(),
             };
             let (user_id, new_user) = customer_id_for!(conn, guest.user(t));
+            // The guest's order is created paid: the checkout's unpaid order, moved on.
+            let first_step = if new_user {
+                step::ACTIVATION
+            } else {
+                step::INVOICE
+            };
             let commande = Commande {
-                id: new_id(),
-                user_id: user_id.clone(),
-                titre: p.titre.clone(),
-                description: p.description.clone(),
                 statut: statut::PAYEE.into(),
                 payment_status: payment::PAID.into(),
-                stripe_session_id: Some(session.to_owned()),
                 stripe_payment_intent: intent.map(str::to_owned),
-                amount_cents: p.amount_cents,
-                currency: "eur".into(),
                 is_guest: true,
                 paid_at: Some(t),
-                pipeline: Some(
-                    if new_user {
-                        step::ACTIVATION
-                    } else {
-                        step::INVOICE
-                    }
-                    .into(),
-                ),
-                pipeline_attempts: 0,
-                pipeline_error: None,
-                next_attempt_at: None,
-                lease_owner: None,
-                lease_expires_at: None,
-                created_at: t,
-                updated_at: t,
+                pipeline: Some(first_step.into()),
+                ..unpaid_commande(
+                    new_id(),
+                    user_id.clone(),
+                    p.titre.clone(),
+                    p.description.clone(),
+                    p.amount_cents,
+                    session.to_owned(),
+                    t,
+                )
             };
             diesel::insert_into(commandes::table)
                 .values(&commande)
