@@ -48,7 +48,7 @@ if [ "${SKIP_BUILD:-0}" != 1 ]; then
   echo "==> cargo build --release --bin facture" >&2
   cargo build --release --bin facture >&2
 fi
-BIN="$PWD/target/release/facture"
+BIN="${BIN:-$PWD/target/release/facture}"
 
 if [ "${BENCHES:-0}" = 1 ]; then
   for b in verify group_commit render; do
@@ -224,6 +224,8 @@ PY
     tail -n1 "$RESULTS" >&2
   done
 
+  # What the server saw (handler times, waits for the database): kept beside the results.
+  curl -fsS "http://127.0.0.1:$METRICS_PORT/metrics" >"$dir/metrics.txt" 2>/dev/null || true
   kill "$SERVER_PID" && wait "$SERVER_PID" 2>/dev/null || true
   SERVER_PID=""
   if [ -n "$SINK_PID" ]; then

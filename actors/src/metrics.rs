@@ -235,6 +235,18 @@ pub fn describe_all() {
         Unit::Count,
         "Statements sent to the database (BEGIN, COMMIT and PRAGMAs included)."
     );
+    describe_histogram!(
+        "facture_db_wait_seconds",
+        Unit::Seconds,
+        "Time spent waiting for a database connection (writer, readers, acks), for SQLite's \
+         write turn, or for the WAL's disk sync after an acknowledgement's commit."
+    );
+    describe_histogram!(
+        "facture_db_write_lock_seconds",
+        Unit::Seconds,
+        "SQLite: how long one write transaction held the write lock, BEGIN to COMMIT, by \
+         connection (acks: the durable webhook append; writer: the pipeline)."
+    );
     describe_counter!(
         "facture_webhook_requests_total",
         Unit::Count,
@@ -293,6 +305,13 @@ pub fn describe_all() {
     }
     counter!("facture_invoices_issued_total").increment(0);
     counter!("facture_db_statements_total").increment(0);
+    // Waits and lock times are SQLite's story; on PostgreSQL the SQLite-only series stay empty.
+    for what in ["writer", "readers", "acks", "write_turn", "wal_sync"] {
+        let _ = histogram!("facture_db_wait_seconds", "for" => what);
+    }
+    for by in ["writer", "acks"] {
+        let _ = histogram!("facture_db_write_lock_seconds", "by" => by);
+    }
     for name in [
         "facture_order_actors_live",
         "facture_renders_in_flight",

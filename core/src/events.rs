@@ -57,28 +57,58 @@ macro_rules! new_event_row {
     }};
 }
 
-/// Appends a batch of events in ONE durable transaction (group commit): the cost of the
-/// commit is shared by every request waiting on it.
-pub async fn append_batch(db: &Db, events: &[NewEvent]) -> Result<Vec<Appended>, DbError> {
-    with_write_tx!(db, durable, |conn| {
+/// Inside a write transaction: inserts each event unless its Stripe id is stored already.
+/// `$($aw)?` is `await` for an async connection and nothing for a blocking one. Evaluates to
+/// `Result<Vec<Appended>, DbError>`.
+macro_rules! append_rows {
+    ($conn:ident, $events:expr $(, $aw:ident)?) => {{
         let received_at = now();
-        let mut out = Vec::with_capacity(events.len());
-        for e in events {
+        let mut out = Vec::with_capacity($events.len());
+        for e in $events.iter() {
             let id = new_id();
             let inserted = diesel::insert_into(webhook_events::table)
                 .values(new_event_row!(e, &id, received_at))
                 .on_conflict(webhook_events::stripe_event_id)
                 .do_nothing()
-                .execute(conn)
-                .await?;
+                .execute($conn)
+                $(.$aw)??;
             out.push(if inserted == 1 {
                 Appended::Inserted(id)
             } else {
                 Appended::Duplicate
             });
         }
-        Ok(out)
-    })
+        Ok::<_, DbError>(out)
+    }};
+}
+
+/// Appends a batch of events in ONE durable transaction (group commit): the cost of the
+/// commit is shared by every request waiting on it. On SQLite the whole transaction is one
+/// trip to a blocking thread ([`Db::sqlite_durable_tx`]): the write lock is held for the
+/// inserts only, not for a thread handoff per statement.
+pub async fn append_batch(db: &Db, events: &[NewEvent]) -> Result<Vec<Appended>, DbError> {
+    if db.is_sqlite() {
+        let events = events.to_vec();
+        return db
+            .sqlite_durable_tx(move |conn| blocking::append(conn, &events))
+            .await;
+    }
+    with_write_tx!(db, durable, |conn| append_rows!(conn, events, await))
+}
+
+/// The statements of [`append_batch`] for a blocking SQLite connection (diesel's own
+/// `RunQueryDsl`, kept apart from diesel-async's).
+mod blocking {
+    use diesel::prelude::*;
+
+    use super::{new_id, now, status, webhook_events, Appended, DbError, NewEvent};
+
+    pub(super) fn append(
+        conn: &mut SqliteConnection,
+        events: &[NewEvent],
+    ) -> Result<Vec<Appended>, DbError> {
+        append_rows!(conn, events)
+    }
 }
 
 /// Inside a write transaction: takes the event for `$owner` until `$lease` from now, if it

@@ -56,6 +56,11 @@ fn expected() -> Vec<(&'static str, &'static str, Labelled)> {
         ("facture_invoices_issued_total", "counter", None),
         ("facture_db_statements_total", "counter", None),
         (
+            "facture_db_wait_seconds",
+            "histogram",
+            Some(("for", vec!["writer", "readers", "acks"])),
+        ),
+        (
             "facture_mails_total",
             "counter",
             Some(("outcome", vec!["sent", "failed"])),
@@ -288,6 +293,12 @@ async fn metrics_expose_every_family_and_counters_move_when_a_payment_flows() {
         ("facture_invoices_issued_total", vec![], 1.0),
         // Claiming, paying, numbering, storing, mailing, notifying: dozens of statements.
         ("facture_db_statements_total", vec![], 20.0),
+        // Every step checks out a connection, and the wait for it is measured.
+        (
+            "facture_db_wait_seconds_count",
+            vec![("for", "writer")],
+            5.0,
+        ),
         ("facture_mails_total", vec![("outcome", "sent")], 1.0),
         ("facture_webhook_ack_seconds_count", vec![], 2.0),
         ("facture_webhook_batch_size_count", vec![], 1.0),

@@ -48,6 +48,8 @@ pub enum DbError {
     Migration(String),
     #[error("stored data is invalid: {0}")]
     Corrupt(String),
+    #[error("the transaction could not be committed: {0}")]
+    Commit(String),
 }
 
 impl DbError {
@@ -75,7 +77,7 @@ impl DbError {
     pub fn is_transient(&self) -> bool {
         use diesel::result::{DatabaseErrorKind, Error};
         match self {
-            DbError::Pool(_) | DbError::Connect(_) => true,
+            DbError::Pool(_) | DbError::Connect(_) | DbError::Commit(_) => true,
             DbError::Query(Error::DatabaseError(kind, info)) => {
                 matches!(
                     kind,
@@ -98,9 +100,10 @@ impl DbError {
 pub enum Db {
     Sqlite {
         writer: Pool<SqliteConn>,
-        /// A second writer reserved for webhook acknowledgements (`synchronous = FULL`), so
-        /// an acknowledgement waits for at most the pipeline transaction in progress (SQLite's
-        /// lock, with the busy timeout) instead of the whole queue of pipeline writes.
+        /// A second writer reserved for webhook acknowledgements, so an acknowledgement
+        /// waits for at most the pipeline transaction in progress (SQLite's lock, with the
+        /// busy timeout) instead of the whole queue of pipeline writes. Its commits are made
+        /// durable by [`Db::sqlite_sync_wal`], after the lock is released.
         acks: Pool<SqliteConn>,
         readers: Pool<SqliteConn>,
         path: PathBuf,
@@ -136,7 +139,9 @@ macro_rules! with_conn {
     ($db:expr, write, |$conn:ident| $body:expr) => {{
         match $db.write().await? {
             $crate::db::Conn::Sqlite(mut c) => {
-                $crate::__sqlite_write_tx!($db, c, $crate::db::into_db_result, |$conn| $body)
+                $crate::__sqlite_write_tx!($db, "writer", c, $crate::db::into_db_result, |$conn| {
+                    $body
+                })
             }
             $crate::db::Conn::Postgres(mut c) => {
                 let $conn: &mut $crate::db::PgConn = &mut *c;
@@ -166,15 +171,25 @@ macro_rules! with_conn {
 /// (the single writer), a normal transaction on PostgreSQL.
 ///
 /// `with_write_tx!(db, durable, |conn| ...)` commits on SQLite's acknowledgement connection,
-/// which runs `synchronous = FULL`: durable against power loss too (other commits use
-/// `NORMAL`, which a crash of facture itself never loses in WAL mode). The webhook
-/// acknowledgement uses it.
+/// then syncs the WAL to disk before returning: durable against power loss too (other
+/// commits use `synchronous = NORMAL`, which a crash of facture itself never loses in WAL
+/// mode). The sync runs after the write lock is released ([`Db::sqlite_sync_wal`]), so the
+/// pipeline writes while the disk works. The webhook acknowledgement uses
+/// [`Db::sqlite_durable_tx`], the same in one trip to a blocking thread.
 #[macro_export]
 macro_rules! with_write_tx {
     ($db:expr, durable, |$conn:ident| $body:expr) => {{
         match $db.ack_writer().await? {
             $crate::db::Conn::Sqlite(mut c) => {
-                $crate::__sqlite_write_tx!($db, c, std::convert::identity, |$conn| $body)
+                let committed =
+                    $crate::__sqlite_write_tx!($db, "acks", c, std::convert::identity, |$conn| {
+                        $body
+                    });
+                drop(c);
+                match committed {
+                    Ok(value) => $db.sqlite_sync_wal().await.map(|()| value),
+                    Err(e) => Err(e),
+                }
             }
             $crate::db::Conn::Postgres(mut c) => {
                 use diesel_async::AsyncConnection as _;
@@ -188,7 +203,7 @@ macro_rules! with_write_tx {
     ($db:expr, |$conn:ident| $body:expr) => {{
         match $db.write().await? {
             $crate::db::Conn::Sqlite(mut c) => {
-                $crate::__sqlite_write_tx!($db, c, std::convert::identity, |$conn| $body)
+                $crate::__sqlite_write_tx!($db, "writer", c, std::convert::identity, |$conn| $body)
             }
             $crate::db::Conn::Postgres(mut c) => {
                 use diesel_async::AsyncConnection as _;
@@ -208,14 +223,17 @@ macro_rules! with_write_tx {
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __sqlite_write_tx {
-    ($db:expr, $c:ident, $into:path, |$conn:ident| $body:expr) => {{
+    ($db:expr, $who:literal, $c:ident, $into:path, |$conn:ident| $body:expr) => {{
         let tx: &mut $crate::db::SqliteConn = &mut *$c;
         let _turn = $db.sqlite_begin_immediate(tx).await?;
+        let began = std::time::Instant::now();
         let result = {
             let $conn: &mut $crate::db::SqliteConn = &mut *tx;
             $into(async { $body }.await)
         };
-        $crate::db::sqlite_end_transaction(tx, result).await
+        let ended = $crate::db::sqlite_end_transaction(tx, result).await;
+        $crate::db::held_write_lock($who, began);
+        ended
     }};
 }
 
@@ -259,7 +277,9 @@ impl Db {
         let patience = self.lock_patience();
         let deadline = std::time::Instant::now() + patience;
         loop {
+            let asked = std::time::Instant::now();
             let turn = self.write_turn().await;
+            waited("write_turn", asked);
             match try_begin_immediate(conn, patience).await {
                 Err(e) if e.is_lock_busy() && std::time::Instant::now() < deadline => {
                     drop(turn);
@@ -270,6 +290,29 @@ impl Db {
             }
         }
     }
+}
+
+/// Records how long a caller waited for `what` (a pool's connection, the write turn) in
+/// `facture_db_wait_seconds`: on SQLite these waits, more than the statements, bound the
+/// pipeline (BENCHMARKS.md).
+fn waited(what: &'static str, since: std::time::Instant) {
+    metrics::histogram!("facture_db_wait_seconds", "for" => what).record(since.elapsed());
+}
+
+/// Records the wait for a pool's connection when dropped (the checkout resolved or gave up).
+struct Waited(&'static str, std::time::Instant);
+
+impl Drop for Waited {
+    fn drop(&mut self) {
+        waited(self.0, self.1);
+    }
+}
+
+/// Records how long a SQLite writer held the write lock (and this process's write turn), from
+/// `BEGIN IMMEDIATE` to `COMMIT`, in `facture_db_write_lock_seconds`.
+#[doc(hidden)]
+pub fn held_write_lock(who: &'static str, since: std::time::Instant) {
+    metrics::histogram!("facture_db_write_lock_seconds", "by" => who).record(since.elapsed());
 }
 
 /// Commits the transaction [`Db::sqlite_begin_immediate`] opened when `result` is `Ok`, rolls
@@ -364,7 +407,7 @@ impl Db {
         // Writers wait for the lock asynchronously (Db::sqlite_begin_immediate), not in SQLite.
         Ok(Db::Sqlite {
             writer: build(1, "NORMAL", 1000)?,
-            acks: build(1, "FULL", 0)?,
+            acks: build(1, "NORMAL", 0)?,
             readers: build(pool_size.max(1), "NORMAL", 0)?,
             path: path.to_owned(),
             patience: Duration::from_millis(busy_ms),
@@ -419,12 +462,75 @@ impl Db {
         }
     }
 
+    /// Runs `body` in one durable write transaction on SQLite's acknowledgement connection
+    /// ([`with_write_tx!`]`(db, durable, ...)` in one trip): after `BEGIN IMMEDIATE` in the
+    /// write turn, the body, its `COMMIT`, the end of the turn and the WAL sync (see
+    /// [`Db::sqlite_sync_wal`]) run in a single call on a blocking thread.
+    pub async fn sqlite_durable_tx<T, F>(&self, body: F) -> Result<T, DbError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut SqliteConnection) -> Result<T, DbError> + Send + 'static,
+    {
+        let Db::Sqlite { path, .. } = self else {
+            return Err(DbError::Pool("not a SQLite database".into()));
+        };
+        let path = path.clone();
+        let Conn::Sqlite(mut c) = self.ack_writer().await? else {
+            return Err(DbError::Pool("not a SQLite database".into()));
+        };
+        let turn = self.sqlite_begin_immediate(&mut c).await?;
+        let began = std::time::Instant::now();
+        let ran = c
+            .spawn_blocking(move |conn| {
+                use diesel::connection::{AnsiTransactionManager, TransactionManager};
+                let result = body(conn);
+                let ended = match &result {
+                    Ok(_) => AnsiTransactionManager::commit_transaction(conn),
+                    Err(_) => AnsiTransactionManager::rollback_transaction(conn),
+                };
+                // The lock is released: the other writers go on while the disk flushes.
+                drop(turn);
+                held_write_lock("acks", began);
+                let committed = ended.map_err(DbError::from).and(result);
+                Ok(committed.and_then(|value| {
+                    let synced = std::time::Instant::now();
+                    sync_wal(&path).map_err(|e| DbError::Commit(format!("WAL sync: {e}")))?;
+                    waited("wal_sync", synced);
+                    Ok(value)
+                }))
+            })
+            .await;
+        ran.map_err(DbError::from).and_then(|r| r)
+    }
+
+    /// Makes every commit so far durable against power loss: syncs SQLite's WAL (where
+    /// commits go first) to disk. This is what `synchronous = FULL` does inside `COMMIT`,
+    /// holding the write lock for the whole disk flush; done here, after the lock is
+    /// released, the other writers go on meanwhile, and concurrent syncs share the flush.
+    /// Safe with the checkpoints: a frame copied out of the WAL reached the database file,
+    /// and that file was synced, before the WAL may be reused (SQLite's rule in every
+    /// synchronous mode but OFF). No-op on PostgreSQL, whose commits are durable.
+    pub async fn sqlite_sync_wal(&self) -> Result<(), DbError> {
+        let Db::Sqlite { path, .. } = self else {
+            return Ok(());
+        };
+        let path = path.clone();
+        let started = std::time::Instant::now();
+        let synced = tokio::task::spawn_blocking(move || sync_wal(&path))
+            .await
+            .map_err(|e| DbError::Commit(format!("WAL sync: {e}")))?
+            .map_err(|e| DbError::Commit(format!("WAL sync: {e}")));
+        waited("wal_sync", started);
+        synced
+    }
+
     pub fn is_sqlite(&self) -> bool {
         matches!(self, Db::Sqlite { .. })
     }
 
     /// A connection for reads.
     pub async fn read(&self) -> Result<Conn, DbError> {
+        let _waited = Waited("readers", std::time::Instant::now());
         match self {
             Db::Sqlite { readers, .. } => readers.get().await.map(Conn::Sqlite),
             Db::Postgres(pool) => pool.get().await.map(Conn::Postgres),
@@ -434,6 +540,7 @@ impl Db {
 
     /// The connection for durable acknowledgement commits (see `acks`).
     pub async fn ack_writer(&self) -> Result<Conn, DbError> {
+        let _waited = Waited("acks", std::time::Instant::now());
         match self {
             Db::Sqlite { acks, .. } => acks.get().await.map(Conn::Sqlite),
             Db::Postgres(pool) => pool.get().await.map(Conn::Postgres),
@@ -443,6 +550,7 @@ impl Db {
 
     /// A connection for writes (SQLite's single writer).
     pub async fn write(&self) -> Result<Conn, DbError> {
+        let _waited = Waited("writer", std::time::Instant::now());
         match self {
             Db::Sqlite { writer, .. } => writer.get().await.map(Conn::Sqlite),
             Db::Postgres(pool) => pool.get().await.map(Conn::Postgres),
@@ -534,6 +642,18 @@ impl Checkpointer {
     }
 }
 
+/// Syncs the WAL of the database at `db` (the database file itself when it has no WAL:
+/// SQLite removes the WAL only after copying it into the file and syncing that).
+fn sync_wal(db: &Path) -> std::io::Result<()> {
+    let mut wal = db.as_os_str().to_owned();
+    wal.push("-wal");
+    match std::fs::File::open(&wal) {
+        Ok(file) => file.sync_data(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => std::fs::File::open(db)?.sync_data(),
+        Err(e) => Err(e),
+    }
+}
+
 fn open_sqlite_sync(path: &Path, busy_ms: u64) -> Result<SqliteConnection, DbError> {
     let mut conn = SqliteConnection::establish(&path.to_string_lossy())
         .map_err(|e| DbError::Connect(format!("{}: {e}", path.display())))?;
@@ -599,6 +719,87 @@ pub fn new_id() -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+    use crate::events::{self, NewEvent};
+
+    fn event(id: &str) -> NewEvent {
+        NewEvent {
+            stripe_event_id: id.into(),
+            event_type: "checkout.session.completed".into(),
+            payload: "{}".into(),
+            session_id: None,
+        }
+    }
+
+    async fn sqlite_db(dir: &tempfile::TempDir) -> Db {
+        let url = DatabaseUrl::Sqlite(dir.path().join("facture.db"));
+        run_migrations(&url, 5_000).await.unwrap();
+        Db::connect(&url, 2, 5_000).await.unwrap()
+    }
+
+    /// What a fresh connection of another process would see on disk.
+    fn stored_event_ids(dir: &tempfile::TempDir) -> Vec<String> {
+        use diesel::prelude::*;
+        let mut conn =
+            SqliteConnection::establish(&dir.path().join("facture.db").to_string_lossy()).unwrap();
+        schema::webhook_events::table
+            .select(schema::webhook_events::stripe_event_id)
+            .order(schema::webhook_events::stripe_event_id)
+            .load(&mut conn)
+            .unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_durable_append_is_committed_and_synced_before_it_returns() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sqlite_db(&dir).await;
+        let appended = events::append_batch(&db, &[event("evt_a"), event("evt_b")])
+            .await
+            .unwrap();
+        assert_eq!(appended.len(), 2);
+        assert_eq!(stored_event_ids(&dir), ["evt_a", "evt_b"]);
+        // The WAL exists (WAL mode) and was synced: there is something to sync.
+        assert!(dir.path().join("facture.db-wal").exists());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failed_durable_transaction_leaves_nothing_and_the_next_one_commits() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sqlite_db(&dir).await;
+        let failed = db
+            .sqlite_durable_tx(|conn| {
+                use diesel::prelude::*;
+                diesel::insert_into(schema::webhook_events::table)
+                    .values((
+                        schema::webhook_events::id.eq("row-1"),
+                        schema::webhook_events::stripe_event_id.eq("evt_rolled_back"),
+                        schema::webhook_events::event_type.eq("x"),
+                        schema::webhook_events::payload.eq("{}"),
+                        schema::webhook_events::received_at.eq(now()),
+                        schema::webhook_events::status.eq("received"),
+                        schema::webhook_events::attempts.eq(0),
+                    ))
+                    .execute(conn)?;
+                Err::<(), _>(DbError::Corrupt("the body gave up".into()))
+            })
+            .await;
+        assert!(matches!(failed, Err(DbError::Corrupt(_))), "{failed:?}");
+        assert!(stored_event_ids(&dir).is_empty(), "rolled back");
+        events::append_batch(&db, &[event("evt_after")])
+            .await
+            .unwrap();
+        assert_eq!(stored_event_ids(&dir), ["evt_after"]);
+    }
+
+    #[test]
+    fn the_wal_sync_falls_back_to_the_database_file_when_there_is_no_wal() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("plain.db");
+        std::fs::write(&db, b"not a wal").unwrap();
+        sync_wal(&db).unwrap();
+        assert!(sync_wal(&dir.path().join("missing.db")).is_err());
+    }
+
     /// `.cargo/config.toml` builds SQLite with `SQLITE_ENABLE_QPSG`: without it every
     /// `.first()` query (a bound LIMIT) is re-prepared at each execution.
     #[test]
