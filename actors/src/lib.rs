@@ -141,6 +141,11 @@ impl Engine {
         self.live.subscribe()
     }
 
+    /// OrderActors alive now.
+    pub async fn live_orders(&self) -> Result<usize, EngineError> {
+        Ok(self.registry.send(messages::LiveOrders).await?)
+    }
+
     /// Runs a recovery sweep now and reports what it routed.
     pub async fn sweep(&self) -> Result<messages::SweepReport, EngineError> {
         self.registry.send(messages::Sweep).await?

@@ -39,6 +39,11 @@ pub struct OrderStopped {
     pub key: String,
 }
 
+/// How many OrderActors are alive now (at most `engine.max_live_orders`).
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct LiveOrders;
+
 /// OrderRegistry's periodic (and start-up) search for unfinished work.
 #[derive(Message)]
 #[rtype(result = "Result<SweepReport, EngineError>")]

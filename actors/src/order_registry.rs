@@ -2,6 +2,11 @@
 //! handling it. Spawns actors on demand, forgets them when they stop, and runs the
 //! recovery sweep: at start-up and periodically, every unfinished event and pipeline in
 //! the database is routed again (so nothing acknowledged waits on memory).
+//!
+//! At most `engine.max_live_orders` actors live at once. An event for a new order past that
+//! is not routed: it is committed, so it waits in the database, and the registry sweeps
+//! again as soon as half the actors have stopped. The sweep skips orders whose actor is
+//! alive: that actor has their work queued already, or will have after it stops.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -11,7 +16,7 @@ use actix::prelude::*;
 use facture_core::{events, orders};
 
 use crate::error::EngineError;
-use crate::messages::{DrivePipeline, OrderStopped, ProcessEvent, Sweep, SweepReport};
+use crate::messages::{DrivePipeline, LiveOrders, OrderStopped, ProcessEvent, Sweep, SweepReport};
 use crate::metrics::{self, ActorKind};
 use crate::order_actor::{OrderActor, OrderDeps};
 
@@ -20,6 +25,8 @@ const SWEEP_BATCH: i64 = 1_000;
 pub struct OrderRegistry {
     deps: Arc<OrderDeps>,
     orders: HashMap<String, Addr<OrderActor>>,
+    /// Work was left in the database because `max_live_orders` actors were alive.
+    overflowed: bool,
 }
 
 impl OrderRegistry {
@@ -27,28 +34,45 @@ impl OrderRegistry {
         Self {
             deps,
             orders: HashMap::new(),
+            overflowed: false,
         }
     }
 
-    fn actor_for(&mut self, key: &str, ctx: &mut Context<Self>) -> Addr<OrderActor> {
+    fn is_live(&self, key: &str) -> bool {
+        self.orders.get(key).is_some_and(|a| a.connected())
+    }
+
+    /// The order's actor, started if needed; `None` when `max_live_orders` are alive.
+    fn actor_for(&mut self, key: &str, ctx: &mut Context<Self>) -> Option<Addr<OrderActor>> {
         if let Some(addr) = self.orders.get(key).filter(|a| a.connected()) {
-            return addr.clone();
+            return Some(addr.clone());
+        }
+        if self.orders.len() >= self.deps.settings.engine.max_live_orders {
+            self.orders.retain(|_, a| a.connected());
+            if self.orders.len() >= self.deps.settings.engine.max_live_orders {
+                self.overflowed = true;
+                return None;
+            }
         }
         let addr = OrderActor::new(key.to_owned(), self.deps.clone(), ctx.address()).start();
         self.orders.insert(key.to_owned(), addr.clone());
         metrics::live_orders(self.orders.len());
-        addr
+        Some(addr)
     }
 
-    /// Hands a message to the order's actor without waiting. A full mailbox drops it:
-    /// the work is in the database and the next sweep routes it again.
+    /// Hands a message to the order's actor without waiting. A full mailbox, or too many
+    /// live actors, drops it: the work is in the database and a sweep routes it again.
     fn route<M>(&mut self, key: &str, msg: M, ctx: &mut Context<Self>)
     where
         M: Message<Result = ()> + Send + 'static,
         OrderActor: Handler<M>,
     {
+        let Some(actor) = self.actor_for(key, ctx) else {
+            tracing::debug!(key, "too many live orders: left for the sweep");
+            return;
+        };
         metrics::enqueued(ActorKind::Order);
-        if self.actor_for(key, ctx).try_send(msg).is_err() {
+        if actor.try_send(msg).is_err() {
             metrics::dequeued(ActorKind::Order);
             tracing::debug!(key, "order actor busy: left for the sweep");
         }
@@ -95,11 +119,23 @@ impl Handler<DrivePipeline> for OrderRegistry {
 impl Handler<OrderStopped> for OrderRegistry {
     type Result = ();
 
-    fn handle(&mut self, msg: OrderStopped, _: &mut Self::Context) {
+    fn handle(&mut self, msg: OrderStopped, ctx: &mut Self::Context) {
         if self.orders.get(&msg.key).is_some_and(|a| !a.connected()) {
             self.orders.remove(&msg.key);
         }
         metrics::live_orders(self.orders.len());
+        if self.overflowed && self.orders.len() <= self.deps.settings.engine.max_live_orders / 2 {
+            self.overflowed = false;
+            ctx.notify(SweepNow);
+        }
+    }
+}
+
+impl Handler<LiveOrders> for OrderRegistry {
+    type Result = usize;
+
+    fn handle(&mut self, _: LiveOrders, _: &mut Self::Context) -> usize {
+        self.orders.values().filter(|a| a.connected()).count()
     }
 }
 
@@ -129,10 +165,12 @@ impl Handler<Sweep> for OrderRegistry {
 
     fn handle(&mut self, _: Sweep, _: &mut Self::Context) -> Self::Result {
         let db = self.deps.db.clone();
+        // Live actors' own work comes back too (oldest first) and is skipped: look past it.
+        let limit = SWEEP_BATCH + i64::try_from(self.orders.len()).unwrap_or(i64::MAX / 2);
         Box::pin(
             async move {
-                let events = events::unfinished(&db, SWEEP_BATCH).await?;
-                let pipelines = orders::unfinished_pipelines(&db, SWEEP_BATCH).await?;
+                let events = events::unfinished(&db, limit).await?;
+                let pipelines = orders::unfinished_pipelines(&db, limit).await?;
                 Ok::<_, EngineError>((events, pipelines))
             }
             .into_actor(self)
@@ -144,11 +182,15 @@ impl Handler<Sweep> for OrderRegistry {
                 };
                 for (event_id, session) in events {
                     let key = session.unwrap_or_else(|| event_id.clone());
-                    act.route(&key.clone(), ProcessEvent { event_id, key }, ctx);
+                    if !act.is_live(&key) {
+                        act.route(&key.clone(), ProcessEvent { event_id, key }, ctx);
+                    }
                 }
                 for (commande_id, session) in pipelines {
                     let key = session.unwrap_or_else(|| commande_id.clone());
-                    act.route(&key.clone(), DrivePipeline { commande_id, key }, ctx);
+                    if !act.is_live(&key) {
+                        act.route(&key.clone(), DrivePipeline { commande_id, key }, ctx);
+                    }
                 }
                 if report != SweepReport::default() {
                     tracing::info!(

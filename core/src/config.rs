@@ -303,6 +303,10 @@ impl StripeSettings {
     }
 }
 
+fn default_max_live_orders() -> usize {
+    2048
+}
+
 fn default_max_active_orders() -> usize {
     64
 }
@@ -323,6 +327,12 @@ pub struct EngineSettings {
     /// and lets the oldest orders finish first instead of every order advancing a little.
     #[serde(default = "default_max_active_orders")]
     pub max_active_orders: usize,
+    /// OrderActors alive at once. Past it, a new order's event is left in the database (it
+    /// is committed already) for the sweep, which the registry runs again as soon as half
+    /// the actors have stopped: a burst far beyond the pipeline's pace costs rows on disk,
+    /// not an actor in memory per waiting event.
+    #[serde(default = "default_max_live_orders")]
+    pub max_live_orders: usize,
     /// Fault injection: stop every pipeline before this step (as a crash there would).
     /// For recovery tests and drills; never set in normal operation.
     #[serde(default)]
@@ -540,6 +550,12 @@ impl Settings {
         }
         if self.engine.max_active_orders == 0 {
             return Err(invalid("engine.max_active_orders", "at least 1"));
+        }
+        if self.engine.max_live_orders < self.engine.max_active_orders {
+            return Err(invalid(
+                "engine.max_live_orders",
+                "at least engine.max_active_orders",
+            ));
         }
         if self.engine.max_attempts == 0 {
             return Err(invalid("engine.max_attempts", "at least 1"));

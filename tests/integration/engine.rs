@@ -515,3 +515,41 @@ async fn at_most_max_active_orders_are_worked_on_at_once_the_rest_wait_their_tur
         assert!(invoice.pdf_sha256.is_some());
     }
 }
+
+// The gate is a std lock taken only by the renderer pool's own threads (see above).
+#[allow(clippy::await_holding_lock)]
+#[actix_web::test]
+async fn past_max_live_orders_events_wait_in_the_database_and_are_routed_as_actors_stop() {
+    // No periodic sweep during the test: only the registry's own sweep, run when half the
+    // actors have stopped, can route what was left in the database.
+    let app = spawn_app_with(|f| {
+        f.merge(("engine.max_active_orders", 1))
+            .merge(("engine.max_live_orders", 2))
+            .merge(("engine.sweep_interval_secs", 3600))
+            .merge(("engine.order_idle_secs", 1))
+    })
+    .await;
+    let gate = app.engine.render_gate();
+    let mut made = Vec::new();
+    {
+        let _held = gate.hold();
+        for i in 0..6 {
+            let order = customer_order(&app, &format!("live{i}@example.fr"), 4_500).await;
+            let (status, _) = app
+                .deliver(completed(&evt(), &session_of(&order), 4_500))
+                .await;
+            assert_eq!(status, 200, "every payment is acknowledged, actor or not");
+            made.push(order);
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let live = app.engine.live_orders().await.unwrap();
+        assert!(
+            (1..=2).contains(&live),
+            "six payments waiting, at most two actors alive: {live}"
+        );
+    }
+    for order in &made {
+        let invoice = invoiced(&app, &order.id).await;
+        assert!(invoice.pdf_sha256.is_some(), "every order gets its invoice");
+    }
+}
