@@ -247,18 +247,16 @@ pub fn into_db_result<T, E: Into<DbError>>(result: Result<T, E>) -> Result<T, Db
 /// The BEGIN runs with `busy_timeout = 0` (set and restored around it): SQLite's own busy
 /// handler would put the thread to sleep for 1, 2, 5, 10... ms, stalling everything else on
 /// the pipeline's thread. Every other statement keeps the busy timeout.
-async fn try_begin_immediate(conn: &mut SqliteConn, patience: Duration) -> Result<(), DbError> {
+fn try_begin_immediate(c: &mut SqliteConnection, patience: Duration) -> Result<(), DbError> {
     use diesel::connection::AnsiTransactionManager;
-    let restore = format!("PRAGMA busy_timeout = {}", patience.as_millis());
-    conn.spawn_blocking(move |c| {
-        c.batch_execute("PRAGMA busy_timeout = 0")?;
-        let began = AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE");
-        c.batch_execute(&restore)?;
-        began
-    })
-    .await
-    .map_err(DbError::from)
+    c.batch_execute("PRAGMA busy_timeout = 0")?;
+    let began = AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE");
+    c.batch_execute(&format!("PRAGMA busy_timeout = {}", patience.as_millis()))?;
+    Ok(began?)
 }
+
+/// This process's write turn, held from before `BEGIN IMMEDIATE` until the transaction ends.
+pub type WriteTurn = Option<tokio::sync::OwnedMutexGuard<()>>;
 
 impl Db {
     /// Opens a `BEGIN IMMEDIATE` transaction on `conn` (one of this database's SQLite
@@ -273,20 +271,38 @@ impl Db {
     pub async fn sqlite_begin_immediate(
         &self,
         conn: &mut SqliteConn,
-    ) -> Result<Option<tokio::sync::OwnedMutexGuard<()>>, DbError> {
+    ) -> Result<WriteTurn, DbError> {
+        self.sqlite_immediate(conn, |_, turn| turn).await
+    }
+
+    /// [`Db::sqlite_begin_immediate`], then `then` in the same trip to the connection's
+    /// thread, given the open transaction and the turn (to keep, or to end with it).
+    async fn sqlite_immediate<R, F>(&self, conn: &mut SqliteConn, then: F) -> Result<R, DbError>
+    where
+        R: Send + 'static,
+        F: Fn(&mut SqliteConnection, WriteTurn) -> R + Send + Sync + 'static,
+    {
+        let then = Arc::new(then);
         let patience = self.lock_patience();
         let deadline = std::time::Instant::now() + patience;
         loop {
             let asked = std::time::Instant::now();
             let turn = self.write_turn().await;
             waited("write_turn", asked);
-            match try_begin_immediate(conn, patience).await {
+            let then = then.clone();
+            let began = conn
+                .spawn_blocking(move |c| {
+                    // A refused BEGIN drops the turn here, so the other writer can try.
+                    Ok(try_begin_immediate(c, patience).map(|()| then(c, turn)))
+                })
+                .await
+                .map_err(DbError::from)
+                .and_then(|r| r);
+            match began {
                 Err(e) if e.is_lock_busy() && std::time::Instant::now() < deadline => {
-                    drop(turn);
                     tokio::time::sleep(Duration::from_millis(1)).await;
                 }
-                Err(e) => return Err(e),
-                Ok(()) => return Ok(turn),
+                other => return other,
             }
         }
     }
@@ -463,13 +479,14 @@ impl Db {
     }
 
     /// Runs `body` in one durable write transaction on SQLite's acknowledgement connection
-    /// ([`with_write_tx!`]`(db, durable, ...)` in one trip): after `BEGIN IMMEDIATE` in the
-    /// write turn, the body, its `COMMIT`, the end of the turn and the WAL sync (see
-    /// [`Db::sqlite_sync_wal`]) run in a single call on a blocking thread.
+    /// ([`with_write_tx!`]`(db, durable, ...)` in one trip): in the write turn, `BEGIN
+    /// IMMEDIATE`, the body, its `COMMIT`, the end of the turn and the WAL sync (see
+    /// [`Db::sqlite_sync_wal`]) run in a single call on a blocking thread. The body runs
+    /// again only if the BEGIN was refused (another process writing), never after it began.
     pub async fn sqlite_durable_tx<T, F>(&self, body: F) -> Result<T, DbError>
     where
         T: Send + 'static,
-        F: FnOnce(&mut SqliteConnection) -> Result<T, DbError> + Send + 'static,
+        F: Fn(&mut SqliteConnection) -> Result<T, DbError> + Send + Sync + 'static,
     {
         let Db::Sqlite { path, .. } = self else {
             return Err(DbError::Pool("not a SQLite database".into()));
@@ -478,29 +495,25 @@ impl Db {
         let Conn::Sqlite(mut c) = self.ack_writer().await? else {
             return Err(DbError::Pool("not a SQLite database".into()));
         };
-        let turn = self.sqlite_begin_immediate(&mut c).await?;
-        let began = std::time::Instant::now();
-        let ran = c
-            .spawn_blocking(move |conn| {
-                use diesel::connection::{AnsiTransactionManager, TransactionManager};
-                let result = body(conn);
-                let ended = match &result {
-                    Ok(_) => AnsiTransactionManager::commit_transaction(conn),
-                    Err(_) => AnsiTransactionManager::rollback_transaction(conn),
-                };
-                // The lock is released: the other writers go on while the disk flushes.
-                drop(turn);
-                held_write_lock("acks", began);
-                let committed = ended.map_err(DbError::from).and(result);
-                Ok(committed.and_then(|value| {
-                    let synced = std::time::Instant::now();
-                    sync_wal(&path).map_err(|e| DbError::Commit(format!("WAL sync: {e}")))?;
-                    waited("wal_sync", synced);
-                    Ok(value)
-                }))
+        self.sqlite_immediate(&mut c, move |conn, turn| {
+            use diesel::connection::{AnsiTransactionManager, TransactionManager};
+            let began = std::time::Instant::now();
+            let result = body(conn);
+            let ended = match &result {
+                Ok(_) => AnsiTransactionManager::commit_transaction(conn),
+                Err(_) => AnsiTransactionManager::rollback_transaction(conn),
+            };
+            // The lock is released: the other writers go on while the disk flushes.
+            drop(turn);
+            held_write_lock("acks", began);
+            ended.map_err(DbError::from).and(result).and_then(|value| {
+                let synced = std::time::Instant::now();
+                sync_wal(&path).map_err(|e| DbError::Commit(format!("WAL sync: {e}")))?;
+                waited("wal_sync", synced);
+                Ok(value)
             })
-            .await;
-        ran.map_err(DbError::from).and_then(|r| r)
+        })
+        .await?
     }
 
     /// Makes every commit so far durable against power loss: syncs SQLite's WAL (where
