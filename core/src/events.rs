@@ -93,7 +93,8 @@ pub async fn append_batch(db: &Db, events: &[NewEvent]) -> Result<Vec<Appended>,
             .sqlite_durable_tx(move |conn| blocking::append(conn, &events))
             .await;
     }
-    with_write_tx!(db, durable, |conn| append_rows!(conn, events, await))
+    // PostgreSQL: every commit is durable (synchronous_commit).
+    with_write_tx!(db, |conn| append_rows!(conn, events, await))
 }
 
 /// The statements of [`append_batch`] for a blocking SQLite connection (diesel's own

@@ -103,7 +103,7 @@ pub enum Db {
         /// A second writer reserved for webhook acknowledgements, so an acknowledgement
         /// waits for at most the pipeline transaction in progress (SQLite's lock, with the
         /// busy timeout) instead of the whole queue of pipeline writes. Its commits are made
-        /// durable by [`Db::sqlite_sync_wal`], after the lock is released.
+        /// durable by [`Db::sqlite_durable_tx`], after the lock is released.
         acks: Pool<SqliteConn>,
         readers: Pool<SqliteConn>,
         path: PathBuf,
@@ -139,9 +139,7 @@ macro_rules! with_conn {
     ($db:expr, write, |$conn:ident| $body:expr) => {{
         match $db.write().await? {
             $crate::db::Conn::Sqlite(mut c) => {
-                $crate::__sqlite_write_tx!($db, "writer", c, $crate::db::into_db_result, |$conn| {
-                    $body
-                })
+                $crate::__sqlite_write_tx!($db, c, $crate::db::into_db_result, |$conn| $body)
             }
             $crate::db::Conn::Postgres(mut c) => {
                 let $conn: &mut $crate::db::PgConn = &mut *c;
@@ -170,40 +168,15 @@ macro_rules! with_conn {
 /// `Result<T, DbError>`) inside one write transaction: `BEGIN IMMEDIATE` on SQLite
 /// (the single writer), a normal transaction on PostgreSQL.
 ///
-/// `with_write_tx!(db, durable, |conn| ...)` commits on SQLite's acknowledgement connection,
-/// then syncs the WAL to disk before returning: durable against power loss too (other
-/// commits use `synchronous = NORMAL`, which a crash of facture itself never loses in WAL
-/// mode). The sync runs after the write lock is released ([`Db::sqlite_sync_wal`]), so the
-/// pipeline writes while the disk works. The webhook acknowledgement uses
-/// [`Db::sqlite_durable_tx`], the same in one trip to a blocking thread.
+/// Its SQLite commits use `synchronous = NORMAL`, which a crash of facture itself never
+/// loses in WAL mode; what must survive a power cut too (the webhook acknowledgement) goes
+/// through [`Db::sqlite_durable_tx`].
 #[macro_export]
 macro_rules! with_write_tx {
-    ($db:expr, durable, |$conn:ident| $body:expr) => {{
-        match $db.ack_writer().await? {
-            $crate::db::Conn::Sqlite(mut c) => {
-                let committed =
-                    $crate::__sqlite_write_tx!($db, "acks", c, std::convert::identity, |$conn| {
-                        $body
-                    });
-                drop(c);
-                match committed {
-                    Ok(value) => $db.sqlite_sync_wal().await.map(|()| value),
-                    Err(e) => Err(e),
-                }
-            }
-            $crate::db::Conn::Postgres(mut c) => {
-                use diesel_async::AsyncConnection as _;
-                let inner: &mut $crate::db::PgConn = &mut *c;
-                inner
-                    .transaction(async |$conn: &mut $crate::db::PgConn| $body)
-                    .await
-            }
-        }
-    }};
     ($db:expr, |$conn:ident| $body:expr) => {{
         match $db.write().await? {
             $crate::db::Conn::Sqlite(mut c) => {
-                $crate::__sqlite_write_tx!($db, "writer", c, std::convert::identity, |$conn| $body)
+                $crate::__sqlite_write_tx!($db, c, std::convert::identity, |$conn| $body)
             }
             $crate::db::Conn::Postgres(mut c) => {
                 use diesel_async::AsyncConnection as _;
@@ -223,7 +196,7 @@ macro_rules! with_write_tx {
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __sqlite_write_tx {
-    ($db:expr, $who:literal, $c:ident, $into:path, |$conn:ident| $body:expr) => {{
+    ($db:expr, $c:ident, $into:path, |$conn:ident| $body:expr) => {{
         let tx: &mut $crate::db::SqliteConn = &mut *$c;
         let _turn = $db.sqlite_begin_immediate(tx).await?;
         let began = std::time::Instant::now();
@@ -232,7 +205,7 @@ macro_rules! __sqlite_write_tx {
             $into(async { $body }.await)
         };
         let ended = $crate::db::sqlite_end_transaction(tx, result).await;
-        $crate::db::held_write_lock($who, began);
+        $crate::db::held_write_lock("writer", began);
         ended
     }};
 }
@@ -479,22 +452,22 @@ impl Db {
     }
 
     /// Runs `body` in one durable write transaction on SQLite's acknowledgement connection
-    /// ([`with_write_tx!`]`(db, durable, ...)` in one trip): in the write turn, `BEGIN
-    /// IMMEDIATE`, the body, its `COMMIT`, the end of the turn and the WAL sync (see
-    /// [`Db::sqlite_sync_wal`]) run in a single call on a blocking thread. The body runs
+    /// (durable against power loss too): in the write turn, `BEGIN IMMEDIATE`, the body, its
+    /// `COMMIT`, the end of the turn and the WAL sync (see [`sync_wal`]) run in a single call
+    /// on a blocking thread. The body runs
     /// again only if the BEGIN was refused (another process writing), never after it began.
     pub async fn sqlite_durable_tx<T, F>(&self, body: F) -> Result<T, DbError>
     where
         T: Send + 'static,
         F: Fn(&mut SqliteConnection) -> Result<T, DbError> + Send + Sync + 'static,
     {
-        let Db::Sqlite { path, .. } = self else {
+        let Db::Sqlite { path, acks, .. } = self else {
             return Err(DbError::Pool("not a SQLite database".into()));
         };
         let path = path.clone();
-        let Conn::Sqlite(mut c) = self.ack_writer().await? else {
-            return Err(DbError::Pool("not a SQLite database".into()));
-        };
+        let asked = std::time::Instant::now();
+        let mut c = acks.get().await.map_err(|e| DbError::Pool(e.to_string()))?;
+        waited("acks", asked);
         self.sqlite_immediate(&mut c, move |conn, turn| {
             use diesel::connection::{AnsiTransactionManager, TransactionManager};
             let began = std::time::Instant::now();
@@ -516,27 +489,6 @@ impl Db {
         .await?
     }
 
-    /// Makes every commit so far durable against power loss: syncs SQLite's WAL (where
-    /// commits go first) to disk. This is what `synchronous = FULL` does inside `COMMIT`,
-    /// holding the write lock for the whole disk flush; done here, after the lock is
-    /// released, the other writers go on meanwhile, and concurrent syncs share the flush.
-    /// Safe with the checkpoints: a frame copied out of the WAL reached the database file,
-    /// and that file was synced, before the WAL may be reused (SQLite's rule in every
-    /// synchronous mode but OFF). No-op on PostgreSQL, whose commits are durable.
-    pub async fn sqlite_sync_wal(&self) -> Result<(), DbError> {
-        let Db::Sqlite { path, .. } = self else {
-            return Ok(());
-        };
-        let path = path.clone();
-        let started = std::time::Instant::now();
-        let synced = tokio::task::spawn_blocking(move || sync_wal(&path))
-            .await
-            .map_err(|e| DbError::Commit(format!("WAL sync: {e}")))?
-            .map_err(|e| DbError::Commit(format!("WAL sync: {e}")));
-        waited("wal_sync", started);
-        synced
-    }
-
     pub fn is_sqlite(&self) -> bool {
         matches!(self, Db::Sqlite { .. })
     }
@@ -546,16 +498,6 @@ impl Db {
         let _waited = Waited("readers", std::time::Instant::now());
         match self {
             Db::Sqlite { readers, .. } => readers.get().await.map(Conn::Sqlite),
-            Db::Postgres(pool) => pool.get().await.map(Conn::Postgres),
-        }
-        .map_err(|e| DbError::Pool(e.to_string()))
-    }
-
-    /// The connection for durable acknowledgement commits (see `acks`).
-    pub async fn ack_writer(&self) -> Result<Conn, DbError> {
-        let _waited = Waited("acks", std::time::Instant::now());
-        match self {
-            Db::Sqlite { acks, .. } => acks.get().await.map(Conn::Sqlite),
             Db::Postgres(pool) => pool.get().await.map(Conn::Postgres),
         }
         .map_err(|e| DbError::Pool(e.to_string()))
@@ -655,8 +597,14 @@ impl Checkpointer {
     }
 }
 
-/// Syncs the WAL of the database at `db` (the database file itself when it has no WAL:
-/// SQLite removes the WAL only after copying it into the file and syncing that).
+/// Makes every commit so far durable against power loss: syncs the WAL of the database at
+/// `db` (where commits go first) to disk. This is what `synchronous = FULL` does inside
+/// `COMMIT`, holding the write lock for the whole flush; [`Db::sqlite_durable_tx`] does it
+/// after the lock is released, so the other writers go on meanwhile and concurrent syncs
+/// share the flush. Safe with the checkpoints: a frame copied out of the WAL reached the
+/// database file, and that file was synced, before the WAL may be reused (SQLite's rule in
+/// every synchronous mode but OFF). With no WAL, the database file itself is synced: SQLite
+/// removes the WAL only after copying it into the file and syncing that.
 fn sync_wal(db: &Path) -> std::io::Result<()> {
     let mut wal = db.as_os_str().to_owned();
     wal.push("-wal");
@@ -771,7 +719,7 @@ mod tests {
             .unwrap();
         assert_eq!(appended.len(), 2);
         assert_eq!(stored_event_ids(&dir), ["evt_a", "evt_b"]);
-        // The WAL exists (WAL mode) and was synced: there is something to sync.
+        // The file the acknowledgement syncs is the WAL (WAL mode), not the database file.
         assert!(dir.path().join("facture.db-wal").exists());
     }
 
