@@ -242,6 +242,12 @@ pub fn describe_all() {
          write turn, or for the WAL's disk sync after an acknowledgement's commit."
     );
     describe_histogram!(
+        "facture_db_held_seconds",
+        Unit::Seconds,
+        "SQLite: how long a connection was held once checked out of its pool (writer: the \
+         pipeline's single connection, reads included; readers: the API's)."
+    );
+    describe_histogram!(
         "facture_db_write_lock_seconds",
         Unit::Seconds,
         "SQLite: how long one write transaction held the write lock, BEGIN to COMMIT, by \
@@ -311,6 +317,9 @@ pub fn describe_all() {
     }
     for by in ["writer", "acks"] {
         let _ = histogram!("facture_db_write_lock_seconds", "by" => by);
+    }
+    for pool in ["writer", "readers"] {
+        let _ = histogram!("facture_db_held_seconds", "pool" => pool);
     }
     for name in [
         "facture_order_actors_live",

@@ -159,7 +159,12 @@ async fn process_event(deps: &OrderDeps, event_id: &str) -> Result<(), EngineErr
             .map_err(EngineError::from)
     })
     .await;
-    let orders::Processed { row, event, effect } = match processed {
+    let orders::Processed {
+        row,
+        event,
+        effect,
+        claimed,
+    } = match processed {
         Ok(Some(processed)) => processed,
         Ok(None) => return Ok(()), // finished already, or another process has it
         Err(e) => {
@@ -171,7 +176,10 @@ async fn process_event(deps: &OrderDeps, event_id: &str) -> Result<(), EngineErr
     metrics::event_claimed(row.session_id.as_deref(), row.received_at);
     tracing::info!(event = %row.stripe_event_id, r#type = %row.event_type, outcome = effect.event_status(), commande = ?effect.commande_id(), "event processed");
     match (effect, event) {
-        (Effect::Paid { commande_id, .. }, _) => drive_pipeline(deps, &commande_id).await,
+        (Effect::Paid { .. }, _) => match claimed {
+            Some(order) => drive_claimed(deps, order).await,
+            None => Ok(()), // nothing left to drive, or another process drives it
+        },
         (Effect::PaymentFailed { commande_id }, Some(event)) => {
             let order = orders::find(&deps.db, &commande_id).await?;
             publish(
@@ -193,11 +201,16 @@ async fn process_event(deps: &OrderDeps, event_id: &str) -> Result<(), EngineErr
 
 /// Runs the order's pipeline from its recorded step to `done`.
 pub async fn drive_pipeline(deps: &OrderDeps, commande_id: &str) -> Result<(), EngineError> {
-    let Some(mut order) =
-        orders::claim_pipeline(&deps.db, commande_id, &deps.node_id, deps.lease()).await?
-    else {
-        return Ok(());
-    };
+    match orders::claim_pipeline(&deps.db, commande_id, &deps.node_id, deps.lease()).await? {
+        Some(order) => drive_claimed(deps, order).await,
+        None => Ok(()),
+    }
+}
+
+/// Runs the pipeline of an order this process has just claimed, and gives the claim back
+/// if it stops before `done`.
+async fn drive_claimed(deps: &OrderDeps, mut order: Commande) -> Result<(), EngineError> {
+    let commande_id = order.id.clone();
     let started = Instant::now();
     let result = run_steps(deps, &mut order).await;
     if let Err(e) = &result {
@@ -210,7 +223,7 @@ pub async fn drive_pipeline(deps: &OrderDeps, commande_id: &str) -> Result<(), E
     if result.is_err() {
         // Reaching `done` released the claim already; parking or failing a step did too,
         // but a halt or a database error may not have.
-        orders::release_pipeline(&deps.db, commande_id).await?;
+        orders::release_pipeline(&deps.db, &commande_id).await?;
     }
     match result {
         Err(EngineError::Halted(_)) => Ok(()),
@@ -222,6 +235,9 @@ async fn run_steps(deps: &OrderDeps, order: &mut Commande) -> Result<(), EngineE
     let customer = orders::find_user(&deps.db, &order.user_id)
         .await?
         .ok_or_else(|| EngineError::Corrupt(format!("order {} has no customer", order.id)))?;
+    // The order's invoice, read once and then kept up to date here: each step after
+    // `invoice` needs it, and a read is one more wait for the pipeline's connection.
+    let mut invoice: Option<Invoice> = None;
     loop {
         let current: &'static str = match order.pipeline.as_deref() {
             Some(s) => step::ORDER
@@ -238,13 +254,26 @@ async fn run_steps(deps: &OrderDeps, order: &mut Commande) -> Result<(), EngineE
             tracing::warn!(commande = %order.id, step = current, "halted by engine.halt_before");
             return Err(EngineError::Halted(current.into()));
         }
-        let outcome = retry_step(deps, current, || run_step(deps, current, order, &customer)).await;
+        if invoice.is_none() && step::needs_invoice(current) {
+            invoice = invoices::find_by_commande(&deps.db, &order.id).await?;
+        }
+        let outcome = retry_step(deps, current, || {
+            run_step(deps, current, order, &customer, invoice.as_ref())
+        })
+        .await;
         match outcome {
             Ok(finished) => {
                 let next = match finished {
-                    Finished::MovedOn => step::next(current),
+                    Finished::Issued(issued) => {
+                        invoice = Some(issued);
+                        step::next(current)
+                    }
                     Finished::Record(record) => {
-                        orders::advance(&deps.db, &order.id, current, &record).await?
+                        let next = orders::advance(&deps.db, &order.id, current, &record).await?;
+                        if let Some(invoice) = invoice.as_mut() {
+                            record.apply_to(invoice);
+                        }
+                        next
                     }
                 };
                 order.pipeline = Some(next.to_owned());
@@ -315,8 +344,8 @@ where
 
 /// How a step ended.
 enum Finished {
-    /// The step moved the pipeline on itself, in its own transaction.
-    MovedOn,
+    /// The invoice was issued, and the pipeline moved on in the same transaction.
+    Issued(Invoice),
     /// The pipeline moves on with this recorded in the same transaction.
     Record(StepRecord),
 }
@@ -326,18 +355,26 @@ async fn run_step(
     current: &str,
     order: &Commande,
     customer: &User,
+    invoice: Option<&Invoice>,
 ) -> Result<Finished, EngineError> {
     let nothing = |()| Finished::Record(StepRecord::Nothing);
+    let invoice_of = || {
+        invoice.ok_or_else(|| EngineError::Corrupt(format!("order {} has no invoice", order.id)))
+    };
     match current {
         step::ACTIVATION => send_activation(deps, order, customer).await.map(nothing),
         step::INVOICE => issue_invoice(deps, order, customer)
             .await
-            .map(|_| Finished::MovedOn),
-        step::RENDER => render_and_store(deps, order).await.map(Finished::Record),
-        step::MAIL => mail_customer(deps, order, customer)
+            .map(Finished::Issued),
+        step::RENDER => render_and_store(deps, invoice_of()?)
             .await
             .map(Finished::Record),
-        step::NOTIFY => notify_admins(deps, order, customer).await.map(nothing),
+        step::MAIL => mail_customer(deps, order, customer, invoice_of()?)
+            .await
+            .map(Finished::Record),
+        step::NOTIFY => notify_admins(deps, order, customer, invoice)
+            .await
+            .map(nothing),
         other => Err(EngineError::Corrupt(format!(
             "unknown pipeline step {other}"
         ))),
@@ -445,20 +482,13 @@ async fn issue_invoice(
     Ok(issued.invoice)
 }
 
-async fn invoice_of(deps: &OrderDeps, order: &Commande) -> Result<Invoice, EngineError> {
-    invoices::find_by_commande(&deps.db, &order.id)
-        .await?
-        .ok_or_else(|| EngineError::Corrupt(format!("order {} has no invoice", order.id)))
-}
-
 /// Renders the invoice on the pool and stores it; path and SHA-256 go on the row with the
 /// step's advance.
-async fn render_and_store(deps: &OrderDeps, order: &Commande) -> Result<StepRecord, EngineError> {
-    let invoice = invoice_of(deps, order).await?;
-    let (bytes, _) = render_pdf(deps, &invoice).await?;
-    let stored = store_pdf_file(deps, &invoice, bytes).await?;
+async fn render_and_store(deps: &OrderDeps, invoice: &Invoice) -> Result<StepRecord, EngineError> {
+    let (bytes, _) = render_pdf(deps, invoice).await?;
+    let stored = store_pdf_file(deps, invoice, bytes).await?;
     Ok(StepRecord::PdfStored {
-        invoice_id: invoice.id,
+        invoice_id: invoice.id.clone(),
         path: stored.relative_path,
         sha256: stored.sha256,
         size: i64::try_from(stored.size).unwrap_or(i64::MAX),
@@ -517,8 +547,8 @@ async fn mail_customer(
     deps: &OrderDeps,
     order: &Commande,
     customer: &User,
+    invoice: &Invoice,
 ) -> Result<StepRecord, EngineError> {
-    let invoice = invoice_of(deps, order).await?;
     let (path, sha) = match (&invoice.pdf_path, &invoice.pdf_sha256) {
         (Some(p), Some(s)) => (p.clone(), s.clone()),
         _ => {
@@ -552,7 +582,7 @@ async fn mail_customer(
     .dedupe_key(format!("invoice:{}", invoice.id));
     send_mail(deps, mail).await?;
     Ok(StepRecord::InvoiceSent {
-        invoice_id: invoice.id,
+        invoice_id: invoice.id.clone(),
     })
 }
 
@@ -560,8 +590,8 @@ async fn notify_admins(
     deps: &OrderDeps,
     order: &Commande,
     customer: &User,
+    invoice: Option<&Invoice>,
 ) -> Result<(), EngineError> {
-    let invoice = invoices::find_by_commande(&deps.db, &order.id).await?;
     publish(
         deps,
         DomainEvent::PaymentReceived {
@@ -572,8 +602,8 @@ async fn notify_admins(
             order_title: order.titre.clone(),
             guest: order.is_guest,
             stripe_session_id: order.stripe_session_id.clone(),
-            invoice_id: invoice.as_ref().map(|i| i.id.clone()),
-            invoice_number: invoice.map(|i| i.number),
+            invoice_id: invoice.map(|i| i.id.clone()),
+            invoice_number: invoice.map(|i| i.number.clone()),
         },
         format!("payment:{}", order.id),
     )

@@ -478,11 +478,8 @@ impl NotificationStore {
             dedupe_key: dedupe_key.map(str::to_owned),
             created_at: now(),
         };
-        if let Some(key) = dedupe_key {
-            if let Some(existing) = self.find_by_dedupe_key(key).await? {
-                return Ok((existing, false));
-            }
-        }
+        // A used dedupe key is found by the insert's conflict below, in the same transaction:
+        // a separate look-up first would cost every new notification one more round trip.
         let postgres = !self.db.is_sqlite();
         let row = &row;
         with_write_tx!(self.db, |conn| {

@@ -9,7 +9,7 @@ use chrono::{Duration, NaiveDateTime};
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 
-use crate::db::models::{Commande, OrderStep, PendingCommande, User, WebhookEvent};
+use crate::db::models::{Commande, Invoice, OrderStep, PendingCommande, User, WebhookEvent};
 use crate::db::schema::{commandes, files, order_steps, pending_commandes, users};
 use crate::db::{new_id, now, Db, DbError};
 use crate::stripe::{EventKind, StripeEvent};
@@ -33,6 +33,11 @@ pub mod step {
             .position(|s| *s == current)
             .unwrap_or(ORDER.len() - 1);
         ORDER[(i + 1).min(ORDER.len() - 1)]
+    }
+
+    /// True for the steps that work on the order's invoice (every step after `invoice`).
+    pub fn needs_invoice(current: &str) -> bool {
+        matches!(current, RENDER | MAIL | NOTIFY)
     }
 }
 
@@ -382,6 +387,39 @@ pub struct Processed {
     /// The decoded event (`None`: its payload no longer decodes, see [`Effect::Malformed`]).
     pub event: Option<StripeEvent>,
     pub effect: Effect,
+    /// The paid order's pipeline, claimed for the caller in the same transaction (`None`
+    /// when nothing is left to drive or another process holds it).
+    pub claimed: Option<Commande>,
+}
+
+/// Inside a write transaction (either engine): takes the order's pipeline for `$owner`
+/// until `$lease` from now. Evaluates to the claimed order (`Option<Commande>`): `None`
+/// when another process holds it, or when there is nothing to drive.
+macro_rules! claim_pipeline_row {
+    ($conn:ident, $commande_id:expr, $owner:expr, $lease:expr) => {{
+        let (commande_id, owner, lease): (&str, &str, Duration) = ($commande_id, $owner, $lease);
+        let t = now();
+        diesel::update(
+            commandes::table
+                .filter(commandes::id.eq(commande_id))
+                .filter(commandes::pipeline.is_not_null())
+                .filter(commandes::pipeline.ne(step::DONE))
+                .filter(
+                    commandes::lease_owner
+                        .is_null()
+                        .or(commandes::lease_owner.eq(owner))
+                        .or(commandes::lease_expires_at.lt(t)),
+                ),
+        )
+        .set((
+            commandes::lease_owner.eq(Some(owner)),
+            commandes::lease_expires_at.eq(Some(t + lease)),
+        ))
+        .returning(Commande::as_returning())
+        .get_result(&mut *$conn)
+        .await
+        .optional()?
+    }};
 }
 
 /// Claims a stored webhook event, applies it to the orders and records how it ended
@@ -416,7 +454,19 @@ pub async fn process_stored_event(
             effect.commande_id(),
             effect.note()
         );
-        Ok(Some(Processed { row, event, effect }))
+        // The pipeline's claim joins this commit: one transaction fewer per payment.
+        let claimed = match &effect {
+            Effect::Paid { commande_id, .. } => {
+                claim_pipeline_row!(conn, commande_id.as_str(), owner, lease)
+            }
+            _ => None,
+        };
+        Ok(Some(Processed {
+            row,
+            event,
+            effect,
+            claimed,
+        }))
     })
 }
 
@@ -456,30 +506,12 @@ pub async fn claim_pipeline(
     owner: &str,
     lease: Duration,
 ) -> Result<Option<Commande>, DbError> {
-    let t = now();
-    let claimed: Option<Commande> = with_conn!(db, write, |conn| {
-        diesel::update(
-            commandes::table
-                .filter(commandes::id.eq(commande_id))
-                .filter(commandes::pipeline.is_not_null())
-                .filter(commandes::pipeline.ne(step::DONE))
-                .filter(
-                    commandes::lease_owner
-                        .is_null()
-                        .or(commandes::lease_owner.eq(owner))
-                        .or(commandes::lease_expires_at.lt(t)),
-                ),
-        )
-        .set((
-            commandes::lease_owner.eq(Some(owner)),
-            commandes::lease_expires_at.eq(Some(t + lease)),
-        ))
-        .returning(Commande::as_returning())
-        .get_result(conn)
-        .await
-        .optional()
-    })?;
-    Ok(claimed)
+    with_conn!(db, write, |conn| Ok::<_, DbError>(claim_pipeline_row!(
+        conn,
+        commande_id,
+        owner,
+        lease
+    )))
 }
 
 /// Inside a transaction (either engine): records that step `$current` finished and moves
@@ -537,6 +569,26 @@ pub enum StepRecord {
     /// The customer was sent the invoice: GENERATED becomes SENT. A status an admin set
     /// meanwhile (PAID, CANCELLED...) stays.
     InvoiceSent { invoice_id: String },
+}
+
+impl StepRecord {
+    /// Brings an invoice read before the step up to date with what [`advance`] recorded
+    /// (except a SENT status, which [`advance`] sets only if no admin changed it meanwhile).
+    pub fn apply_to(&self, invoice: &mut Invoice) {
+        if let StepRecord::PdfStored {
+            invoice_id,
+            path,
+            sha256,
+            size,
+        } = self
+        {
+            if invoice.id == *invoice_id {
+                invoice.pdf_path = Some(path.clone());
+                invoice.pdf_sha256 = Some(sha256.clone());
+                invoice.pdf_size = Some(*size);
+            }
+        }
+    }
 }
 
 /// Records that `current` finished, with what it leaves (`record`), and moves the pipeline

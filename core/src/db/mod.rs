@@ -115,6 +115,8 @@ pub enum Db {
         turn: Arc<tokio::sync::Mutex<()>>,
         /// How long a writer waits for SQLite's write lock (`database.busy_timeout_ms`).
         patience: Duration,
+        /// `readers` is the writer's pool ([`Db::for_pipeline`]).
+        reads_on_writer: bool,
     },
     Postgres(Pool<PgConn>),
 }
@@ -124,8 +126,47 @@ pub enum Db {
 // variants costs nothing worth a heap allocation per checkout.
 #[allow(clippy::large_enum_variant)]
 pub enum Conn {
-    Sqlite(Object<SqliteConn>),
+    Sqlite(Held<Object<SqliteConn>>),
     Postgres(Object<PgConn>),
+}
+
+/// A SQLite connection checked out of a pool, recording how long it was held when dropped
+/// (`facture_db_held_seconds{pool}`). With the waits for it (`facture_db_wait_seconds`),
+/// this shows whether the single writer connection is busy or merely handed around.
+pub struct Held<C> {
+    conn: C,
+    pool: &'static str,
+    since: std::time::Instant,
+}
+
+impl<C> Held<C> {
+    fn new(conn: C, pool: &'static str) -> Self {
+        Held {
+            conn,
+            pool,
+            since: std::time::Instant::now(),
+        }
+    }
+}
+
+impl<C> std::ops::Deref for Held<C> {
+    type Target = C;
+    fn deref(&self) -> &C {
+        &self.conn
+    }
+}
+
+impl<C> std::ops::DerefMut for Held<C> {
+    fn deref_mut(&mut self) -> &mut C {
+        &mut self.conn
+    }
+}
+
+impl<C> Drop for Held<C> {
+    fn drop(&mut self) {
+        metrics::histogram!("facture_db_held_seconds", "pool" => self.pool)
+            .record(self.since.elapsed());
+    }
 }
 
 /// Runs `$body` with `$conn` bound to a `&mut` connection of whichever engine is live.
@@ -217,15 +258,16 @@ pub fn into_db_result<T, E: Into<DbError>>(result: Result<T, E>) -> Result<T, Db
 }
 
 /// Runs `BEGIN IMMEDIATE` once, giving up at once if another connection holds the lock.
-/// The BEGIN runs with `busy_timeout = 0` (set and restored around it): SQLite's own busy
-/// handler would put the thread to sleep for 1, 2, 5, 10... ms, stalling everything else on
-/// the pipeline's thread. Every other statement keeps the busy timeout.
-fn try_begin_immediate(c: &mut SqliteConnection, patience: Duration) -> Result<(), DbError> {
+/// The writers' connections run with `busy_timeout = 0` (see [`Db::connect`]): SQLite's own
+/// busy handler would put the thread to sleep for 1, 2, 5, 10... ms, stalling everything
+/// else on the pipeline's thread, so [`Db::sqlite_immediate`] waits instead. Once BEGIN
+/// IMMEDIATE holds the lock, no statement of the transaction can meet a busy lock.
+fn try_begin_immediate(c: &mut SqliteConnection) -> Result<(), DbError> {
     use diesel::connection::AnsiTransactionManager;
-    c.batch_execute("PRAGMA busy_timeout = 0")?;
-    let began = AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE");
-    c.batch_execute(&format!("PRAGMA busy_timeout = {}", patience.as_millis()))?;
-    Ok(began?)
+    Ok(AnsiTransactionManager::begin_transaction_sql(
+        c,
+        "BEGIN IMMEDIATE",
+    )?)
 }
 
 /// This process's write turn, held from before `BEGIN IMMEDIATE` until the transaction ends.
@@ -266,7 +308,7 @@ impl Db {
             let began = conn
                 .spawn_blocking(move |c| {
                     // A refused BEGIN drops the turn here, so the other writer can try.
-                    Ok(try_begin_immediate(c, patience).map(|()| then(c, turn)))
+                    Ok(try_begin_immediate(c).map(|()| then(c, turn)))
                 })
                 .await
                 .map_err(DbError::from)
@@ -369,14 +411,14 @@ impl Db {
         // Create the file and switch it to WAL once, before any pool opens it.
         open_sqlite_sync(path, busy_ms)?;
         let url = path.to_string_lossy().into_owned();
-        let build = |size: usize, synchronous: &'static str, autocheckpoint: u32| {
+        let build = |size: usize, busy_ms: u64, autocheckpoint: u32| {
             let mut config = ManagerConfig::<SqliteConn>::default();
             config.custom_setup = Box::new(move |url| {
                 let url = url.to_owned();
                 async move {
                     let mut conn =
                         <SqliteConn as diesel_async::AsyncConnection>::establish(&url).await?;
-                    let pragmas = sqlite_pragmas(busy_ms, synchronous, autocheckpoint);
+                    let pragmas = sqlite_pragmas(busy_ms, "NORMAL", autocheckpoint);
                     conn.batch_execute(&pragmas)
                         .await
                         .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
@@ -393,15 +435,17 @@ impl Db {
                 .build()
                 .map_err(|e| DbError::Connect(e.to_string()))
         };
-        // Writers wait for the lock asynchronously (Db::sqlite_begin_immediate), not in SQLite.
+        // Writers wait for the lock asynchronously (Db::sqlite_immediate), never in SQLite:
+        // their busy timeout is 0.
         Ok(Db::Sqlite {
-            writer: build(1, "NORMAL", 1000)?,
-            acks: build(1, "NORMAL", 0)?,
-            readers: build(pool_size.max(1), "NORMAL", 0)?,
+            writer: build(1, 0, 1000)?,
+            acks: build(1, 0, 0)?,
+            readers: build(pool_size.max(1), busy_ms, 0)?,
             path: path.to_owned(),
             patience: Duration::from_millis(busy_ms),
             checkpointer: Checkpointer::start(path, busy_ms)?,
             turn: Arc::default(),
+            reads_on_writer: false,
         })
     }
 
@@ -429,6 +473,7 @@ impl Db {
                 patience: *patience,
                 checkpointer: checkpointer.clone(),
                 turn: turn.clone(),
+                reads_on_writer: true,
             },
             Db::Postgres(pool) => Db::Postgres(pool.clone()),
         }
@@ -497,7 +542,21 @@ impl Db {
     pub async fn read(&self) -> Result<Conn, DbError> {
         let _waited = Waited("readers", std::time::Instant::now());
         match self {
-            Db::Sqlite { readers, .. } => readers.get().await.map(Conn::Sqlite),
+            Db::Sqlite {
+                readers,
+                reads_on_writer,
+                ..
+            } => {
+                let pool = if *reads_on_writer {
+                    "writer"
+                } else {
+                    "readers"
+                };
+                readers
+                    .get()
+                    .await
+                    .map(|c| Conn::Sqlite(Held::new(c, pool)))
+            }
             Db::Postgres(pool) => pool.get().await.map(Conn::Postgres),
         }
         .map_err(|e| DbError::Pool(e.to_string()))
@@ -507,7 +566,10 @@ impl Db {
     pub async fn write(&self) -> Result<Conn, DbError> {
         let _waited = Waited("writer", std::time::Instant::now());
         match self {
-            Db::Sqlite { writer, .. } => writer.get().await.map(Conn::Sqlite),
+            Db::Sqlite { writer, .. } => writer
+                .get()
+                .await
+                .map(|c| Conn::Sqlite(Held::new(c, "writer"))),
             Db::Postgres(pool) => pool.get().await.map(Conn::Postgres),
         }
         .map_err(|e| DbError::Pool(e.to_string()))

@@ -153,76 +153,48 @@ impl Deliveries {
         .map_err(DbError::from)
     }
 
-    /// Creates the row for a new message (status `queued`). With a dedupe key whose row
-    /// exists: returns it as already sent if it is `sent`; otherwise takes it over
-    /// (describes the new message, back to `queued`, attempts kept).
+    /// The row a new message will be recorded under (status `queued`), not yet written:
+    /// [`finish`](Self::finish) writes it once the send is over, in one statement. With a
+    /// dedupe key whose row exists: returns it as already sent if it is `sent`; otherwise
+    /// takes it over (describes the new message, attempts kept).
+    ///
+    /// Writing the row only at the end costs each mail one write transaction instead of
+    /// two. A crash during the send leaves no row, only the unfinished step that asked
+    /// for the mail; re-driving it sends again (at least once, as before).
     pub(crate) async fn open(&self, new: NewDelivery<'_>) -> Result<Opened, DbError> {
         let at = now();
-        let row = EmailDelivery {
-            id: new_id(),
+        let described = |base: EmailDelivery| EmailDelivery {
             kind: new.kind.to_owned(),
             recipient: new.recipient.to_owned(),
             subject: new.subject.to_owned(),
             invoice_id: new.invoice_id.map(str::to_owned),
             commande_id: new.commande_id.map(str::to_owned),
             status: DeliveryStatus::Queued.as_str().to_owned(),
-            attempts: 0,
-            last_error: None,
-            dedupe_key: new.dedupe_key.map(str::to_owned),
-            sent_at: None,
-            created_at: at,
             updated_at: at,
+            ..base
         };
-        let Some(key) = new.dedupe_key else {
-            with_conn!(self.db, write, |conn| {
-                diesel::insert_into(ed::table)
-                    .values(&row)
-                    .execute(conn)
-                    .await
-            })?;
-            return Ok(Opened::Ready(row));
+        let existing = match new.dedupe_key {
+            Some(key) => self.find_by_dedupe_key(key).await?,
+            None => None,
         };
-        let row = &row;
-        with_write_tx!(self.db, |conn| {
-            let inserted = diesel::insert_into(ed::table)
-                .values(row)
-                .on_conflict(ed::dedupe_key)
-                .do_nothing()
-                .execute(conn)
-                .await?;
-            if inserted == 1 {
-                return Ok(Opened::Ready(row.clone()));
-            }
-            let existing: EmailDelivery = ed::table
-                .filter(ed::dedupe_key.eq(key))
-                .select(EmailDelivery::as_select())
-                .first(conn)
-                .await?;
-            if existing.status == DeliveryStatus::Sent.as_str() {
-                return Ok(Opened::AlreadySent(existing));
-            }
-            diesel::update(ed::table.find(&existing.id))
-                .set((
-                    ed::kind.eq(&row.kind),
-                    ed::recipient.eq(&row.recipient),
-                    ed::subject.eq(&row.subject),
-                    ed::invoice_id.eq(&row.invoice_id),
-                    ed::commande_id.eq(&row.commande_id),
-                    ed::status.eq(DeliveryStatus::Queued.as_str()),
-                    ed::updated_at.eq(at),
-                ))
-                .execute(conn)
-                .await?;
-            Ok(Opened::Ready(EmailDelivery {
-                kind: row.kind.clone(),
-                recipient: row.recipient.clone(),
-                subject: row.subject.clone(),
-                invoice_id: row.invoice_id.clone(),
-                commande_id: row.commande_id.clone(),
-                status: DeliveryStatus::Queued.as_str().to_owned(),
+        Ok(match existing {
+            Some(row) if row.status == DeliveryStatus::Sent.as_str() => Opened::AlreadySent(row),
+            Some(row) => Opened::Ready(described(row)),
+            None => Opened::Ready(described(EmailDelivery {
+                id: new_id(),
+                kind: String::new(),
+                recipient: String::new(),
+                subject: String::new(),
+                invoice_id: None,
+                commande_id: None,
+                status: String::new(),
+                attempts: 0,
+                last_error: None,
+                dedupe_key: new.dedupe_key.map(str::to_owned),
+                sent_at: None,
+                created_at: at,
                 updated_at: at,
-                ..existing
-            }))
+            })),
         })
     }
 
@@ -260,11 +232,13 @@ impl Deliveries {
         })
     }
 
-    /// Records the end of a send: final status, `attempts` more attempts, the last error
-    /// (cleared on success), `sent_at` when sent. Returns the row as stored.
+    /// Records the end of a send of `row` (from [`open`](Self::open) or
+    /// [`reopen`](Self::reopen)): final status, `attempts` more attempts, the last error
+    /// (cleared on success), `sent_at` when sent. Inserts the row, or updates the stored one
+    /// (same dedupe key, or same id for a row without a key). Returns the row as stored.
     pub(crate) async fn finish(
         &self,
-        id: &str,
+        row: &EmailDelivery,
         status: DeliveryStatus,
         attempts: u32,
         last_error: Option<&str>,
@@ -272,23 +246,46 @@ impl Deliveries {
         let at = now();
         let sent_at: Option<NaiveDateTime> = (status == DeliveryStatus::Sent).then_some(at);
         let added = i32::try_from(attempts).unwrap_or(i32::MAX);
-        with_write_tx!(self.db, |conn| {
-            diesel::update(ed::table.find(id))
-                .set((
-                    ed::status.eq(status.as_str()),
-                    ed::attempts.eq(ed::attempts + added),
-                    ed::last_error.eq(last_error),
-                    ed::sent_at.eq(sent_at),
-                    ed::updated_at.eq(at),
-                ))
-                .execute(conn)
-                .await?;
-            let row: EmailDelivery = ed::table
-                .find(id)
-                .select(EmailDelivery::as_select())
-                .first(conn)
-                .await?;
-            Ok(row)
+        let inserted = EmailDelivery {
+            status: status.as_str().to_owned(),
+            attempts: row.attempts.saturating_add(added),
+            last_error: last_error.map(str::to_owned),
+            sent_at,
+            updated_at: at,
+            ..row.clone()
+        };
+        let update = (
+            ed::kind.eq(&row.kind),
+            ed::recipient.eq(&row.recipient),
+            ed::subject.eq(&row.subject),
+            ed::invoice_id.eq(&row.invoice_id),
+            ed::commande_id.eq(&row.commande_id),
+            ed::status.eq(status.as_str()),
+            ed::attempts.eq(ed::attempts + added),
+            ed::last_error.eq(last_error),
+            ed::sent_at.eq(sent_at),
+            ed::updated_at.eq(at),
+        );
+        let keyed = row.dedupe_key.is_some();
+        with_conn!(self.db, write, |conn| {
+            let insert = diesel::insert_into(ed::table).values(&inserted);
+            if keyed {
+                insert
+                    .on_conflict(ed::dedupe_key)
+                    .do_update()
+                    .set(update)
+                    .returning(EmailDelivery::as_returning())
+                    .get_result(conn)
+                    .await
+            } else {
+                insert
+                    .on_conflict(ed::id)
+                    .do_update()
+                    .set(update)
+                    .returning(EmailDelivery::as_returning())
+                    .get_result(conn)
+                    .await
+            }
         })
     }
 }

@@ -307,7 +307,7 @@ impl Mailer {
         }
         let deliveries = &self.inner.deliveries;
         let recorded = retry::retry(&RECORD_POLICY, || {
-            deliveries.finish(&row.id, status, attempts, last_error.as_deref())
+            deliveries.finish(&row, status, attempts, last_error.as_deref())
         })
         .await;
         let stored = recorded.into_result()?;
