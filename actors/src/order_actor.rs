@@ -238,6 +238,9 @@ async fn run_steps(deps: &OrderDeps, order: &mut Commande) -> Result<(), EngineE
     // The order's invoice, read once and then kept up to date here: each step after
     // `invoice` needs it, and a read is one more wait for the pipeline's connection.
     let mut invoice: Option<Invoice> = None;
+    // The PDF rendered in this run, for the mail step: reading it back from storage would
+    // cost two more actor hand-offs and a file read.
+    let mut pdf: Option<Vec<u8>> = None;
     loop {
         let current: &'static str = match order.pipeline.as_deref() {
             Some(s) => step::ORDER
@@ -258,7 +261,14 @@ async fn run_steps(deps: &OrderDeps, order: &mut Commande) -> Result<(), EngineE
             invoice = invoices::find_by_commande(&deps.db, &order.id).await?;
         }
         let outcome = retry_step(deps, current, || {
-            run_step(deps, current, order, &customer, invoice.as_ref())
+            run_step(
+                deps,
+                current,
+                order,
+                &customer,
+                invoice.as_ref(),
+                pdf.as_deref(),
+            )
         })
         .await;
         match outcome {
@@ -269,11 +279,11 @@ async fn run_steps(deps: &OrderDeps, order: &mut Commande) -> Result<(), EngineE
                         step::next(current)
                     }
                     Finished::Record(record) => {
-                        let next = orders::advance(&deps.db, &order.id, current, &record).await?;
-                        if let Some(invoice) = invoice.as_mut() {
-                            record.apply_to(invoice);
-                        }
-                        next
+                        advance(deps, order, current, &record, invoice.as_mut()).await?
+                    }
+                    Finished::Stored { record, bytes } => {
+                        pdf = Some(bytes);
+                        advance(deps, order, current, &record, invoice.as_mut()).await?
                     }
                 };
                 order.pipeline = Some(next.to_owned());
@@ -309,6 +319,22 @@ async fn run_steps(deps: &OrderDeps, order: &mut Commande) -> Result<(), EngineE
             }
         }
     }
+}
+
+/// Records the finished step with what it leaves, on the database and on the invoice read
+/// before it.
+async fn advance(
+    deps: &OrderDeps,
+    order: &Commande,
+    current: &'static str,
+    record: &StepRecord,
+    invoice: Option<&mut Invoice>,
+) -> Result<&'static str, EngineError> {
+    let next = orders::advance(&deps.db, &order.id, current, record).await?;
+    if let Some(invoice) = invoice {
+        record.apply_to(invoice);
+    }
+    Ok(next)
 }
 
 /// Leaves a step that the environment made fail (mail server, storage, database) for the
@@ -348,6 +374,8 @@ enum Finished {
     Issued(Invoice),
     /// The pipeline moves on with this recorded in the same transaction.
     Record(StepRecord),
+    /// The PDF was rendered and stored: recorded like `Record`, and its bytes kept.
+    Stored { record: StepRecord, bytes: Vec<u8> },
 }
 
 async fn run_step(
@@ -356,6 +384,7 @@ async fn run_step(
     order: &Commande,
     customer: &User,
     invoice: Option<&Invoice>,
+    pdf: Option<&[u8]>,
 ) -> Result<Finished, EngineError> {
     let nothing = |()| Finished::Record(StepRecord::Nothing);
     let invoice_of = || {
@@ -368,8 +397,8 @@ async fn run_step(
             .map(Finished::Issued),
         step::RENDER => render_and_store(deps, invoice_of()?)
             .await
-            .map(Finished::Record),
-        step::MAIL => mail_customer(deps, order, customer, invoice_of()?)
+            .map(|(record, bytes)| Finished::Stored { record, bytes }),
+        step::MAIL => mail_customer(deps, order, customer, invoice_of()?, pdf)
             .await
             .map(Finished::Record),
         step::NOTIFY => notify_admins(deps, order, customer, invoice)
@@ -484,15 +513,19 @@ async fn issue_invoice(
 
 /// Renders the invoice on the pool and stores it; path and SHA-256 go on the row with the
 /// step's advance.
-async fn render_and_store(deps: &OrderDeps, invoice: &Invoice) -> Result<StepRecord, EngineError> {
+async fn render_and_store(
+    deps: &OrderDeps,
+    invoice: &Invoice,
+) -> Result<(StepRecord, Vec<u8>), EngineError> {
     let (bytes, _) = render_pdf(deps, invoice).await?;
-    let stored = store_pdf_file(deps, invoice, bytes).await?;
-    Ok(StepRecord::PdfStored {
+    let stored = store_pdf_file(deps, invoice, bytes.clone()).await?;
+    let record = StepRecord::PdfStored {
         invoice_id: invoice.id.clone(),
         path: stored.relative_path,
         sha256: stored.sha256,
         size: i64::try_from(stored.size).unwrap_or(i64::MAX),
-    })
+    };
+    Ok((record, bytes))
 }
 
 /// PDF bytes for a stored invoice, through the renderer pool (with a permit).
@@ -548,24 +581,12 @@ async fn mail_customer(
     order: &Commande,
     customer: &User,
     invoice: &Invoice,
+    rendered: Option<&[u8]>,
 ) -> Result<StepRecord, EngineError> {
-    let (path, sha) = match (&invoice.pdf_path, &invoice.pdf_sha256) {
-        (Some(p), Some(s)) => (p.clone(), s.clone()),
-        _ => {
-            return Err(EngineError::Corrupt(format!(
-                "invoice {} has no stored PDF",
-                invoice.number
-            )))
-        }
+    let pdf = match rendered {
+        Some(bytes) => bytes.to_vec(),
+        None => read_stored_pdf(deps, invoice).await?,
     };
-    metrics::enqueued(ActorKind::StorageWriter);
-    let pdf = deps
-        .storage
-        .send(crate::messages::ReadInvoice {
-            relative_path: path,
-            sha256: sha,
-        })
-        .await??;
     let mail = OutgoingMail::new(
         customer.email.clone(),
         MailContent::PaymentConfirmation {
@@ -584,6 +605,24 @@ async fn mail_customer(
     Ok(StepRecord::InvoiceSent {
         invoice_id: invoice.id.clone(),
     })
+}
+
+/// The invoice's stored PDF, checked against its recorded SHA-256 (a pipeline resumed at
+/// the mail step, after a restart).
+async fn read_stored_pdf(deps: &OrderDeps, invoice: &Invoice) -> Result<Vec<u8>, EngineError> {
+    let (Some(path), Some(sha)) = (&invoice.pdf_path, &invoice.pdf_sha256) else {
+        return Err(EngineError::Corrupt(format!(
+            "invoice {} has no stored PDF",
+            invoice.number
+        )));
+    };
+    metrics::enqueued(ActorKind::StorageWriter);
+    deps.storage
+        .send(crate::messages::ReadInvoice {
+            relative_path: path.clone(),
+            sha256: sha.clone(),
+        })
+        .await?
 }
 
 async fn notify_admins(
