@@ -61,6 +61,11 @@ fn expected() -> Vec<(&'static str, &'static str, Labelled)> {
             Some(("for", vec!["writer", "readers", "acks"])),
         ),
         (
+            "facture_db_held_seconds",
+            "histogram",
+            Some(("pool", vec!["writer", "readers"])),
+        ),
+        (
             "facture_mails_total",
             "counter",
             Some(("outcome", vec!["sent", "failed"])),
