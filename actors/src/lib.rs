@@ -74,17 +74,20 @@ impl Engine {
             render_gate.clone(),
             std::time::Duration::from_millis(engine.render_delay_ms),
         );
-        let storage = Storage::new(settings.storage.root.clone());
-        StorageWriter::remove_stale_temp_files(&storage);
-        let storage = Supervisor::start(move |_| StorageWriter::new(storage, cap));
-        // Everything on the pipeline's thread reads through its writer (warm page cache).
-        let pipeline_db = db.for_pipeline();
-        let core_mailer = CoreMailer::new(&settings.mail, &settings.app, pipeline_db.clone())?;
         // The pipeline's actors share one thread marked for database work; mail (templates,
         // MIME, SMTP) has a second one, so that work runs beside the pipeline on the other
         // core. Both take turns on the same SQLite writer connection.
         let pipeline = database_arbiter();
         let mail = database_arbiter();
+        let storage = Storage::new(settings.storage.root.clone());
+        StorageWriter::remove_stale_temp_files(&storage);
+        // On the pipeline's thread, its only client: a store is then one hand-off to the
+        // blocking pool and back, not two more through another thread.
+        let storage =
+            Supervisor::start_in_arbiter(&pipeline, move |_| StorageWriter::new(storage, cap));
+        // Everything on the pipeline's thread reads through its writer (warm page cache).
+        let pipeline_db = db.for_pipeline();
+        let core_mailer = CoreMailer::new(&settings.mail, &settings.app, pipeline_db.clone())?;
         let mailer = {
             let m = core_mailer.clone();
             Supervisor::start_in_arbiter(&mail, move |_| Mailer::new(m, cap))
