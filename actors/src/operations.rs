@@ -11,9 +11,9 @@ use facture_core::storage::sha256_hex;
 use facture_core::{events, invoices, orders};
 
 use crate::error::EngineError;
-use crate::messages::{ProcessEvent, ReadInvoice, RetryDelivery, SendMail};
+use crate::messages::{ProcessEvent, RetryDelivery, SendMail};
 use crate::metrics::{self, ActorKind};
-use crate::order_actor::{render_pdf, store_pdf};
+use crate::order_actor::{read_stored_pdf, render_pdf, store_pdf};
 use crate::Engine;
 
 impl Engine {
@@ -45,20 +45,9 @@ impl Engine {
 
     /// The stored PDF, checked against the SHA-256 on the row.
     pub async fn read_pdf(&self, invoice: &Invoice) -> Result<Vec<u8>, EngineError> {
-        let (Some(path), Some(sha)) = (&invoice.pdf_path, &invoice.pdf_sha256) else {
-            return Err(EngineError::NotFound(format!(
-                "the PDF of invoice {}",
-                invoice.number
-            )));
-        };
-        metrics::enqueued(ActorKind::StorageWriter);
-        self.deps
-            .storage
-            .send(ReadInvoice {
-                relative_path: path.clone(),
-                sha256: sha.clone(),
-            })
+        read_stored_pdf(&self.deps, invoice)
             .await?
+            .ok_or_else(|| EngineError::NotFound(format!("the PDF of invoice {}", invoice.number)))
     }
 
     /// Sends the invoice to its customer again, PDF attached. A new delivery each time.

@@ -585,7 +585,10 @@ async fn mail_customer(
 ) -> Result<StepRecord, EngineError> {
     let pdf = match rendered {
         Some(bytes) => bytes.to_vec(),
-        None => read_stored_pdf(deps, invoice).await?,
+        // A pipeline resumed at this step, after a restart.
+        None => read_stored_pdf(deps, invoice).await?.ok_or_else(|| {
+            EngineError::Corrupt(format!("invoice {} has no stored PDF", invoice.number))
+        })?,
     };
     let mail = OutgoingMail::new(
         customer.email.clone(),
@@ -607,22 +610,24 @@ async fn mail_customer(
     })
 }
 
-/// The invoice's stored PDF, checked against its recorded SHA-256 (a pipeline resumed at
-/// the mail step, after a restart).
-async fn read_stored_pdf(deps: &OrderDeps, invoice: &Invoice) -> Result<Vec<u8>, EngineError> {
+/// The invoice's stored PDF through the StorageWriter, checked against the SHA-256 on the
+/// row; `None` when no PDF is recorded.
+pub async fn read_stored_pdf(
+    deps: &OrderDeps,
+    invoice: &Invoice,
+) -> Result<Option<Vec<u8>>, EngineError> {
     let (Some(path), Some(sha)) = (&invoice.pdf_path, &invoice.pdf_sha256) else {
-        return Err(EngineError::Corrupt(format!(
-            "invoice {} has no stored PDF",
-            invoice.number
-        )));
+        return Ok(None);
     };
     metrics::enqueued(ActorKind::StorageWriter);
-    deps.storage
+    let bytes = deps
+        .storage
         .send(crate::messages::ReadInvoice {
             relative_path: path.clone(),
             sha256: sha.clone(),
         })
-        .await?
+        .await??;
+    Ok(Some(bytes))
 }
 
 async fn notify_admins(

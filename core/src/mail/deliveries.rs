@@ -266,25 +266,26 @@ impl Deliveries {
             ed::sent_at.eq(sent_at),
             ed::updated_at.eq(at),
         );
+        // The stored row is the one with the same dedupe key (whoever created it), or, for a
+        // delivery without a key, the one with the same id (a retried delivery).
+        macro_rules! upsert_on {
+            ($conn:ident, $target:expr) => {
+                diesel::insert_into(ed::table)
+                    .values(&inserted)
+                    .on_conflict($target)
+                    .do_update()
+                    .set(update)
+                    .returning(EmailDelivery::as_returning())
+                    .get_result($conn)
+                    .await
+            };
+        }
         let keyed = row.dedupe_key.is_some();
         with_conn!(self.db, write, |conn| {
-            let insert = diesel::insert_into(ed::table).values(&inserted);
             if keyed {
-                insert
-                    .on_conflict(ed::dedupe_key)
-                    .do_update()
-                    .set(update)
-                    .returning(EmailDelivery::as_returning())
-                    .get_result(conn)
-                    .await
+                upsert_on!(conn, ed::dedupe_key)
             } else {
-                insert
-                    .on_conflict(ed::id)
-                    .do_update()
-                    .set(update)
-                    .returning(EmailDelivery::as_returning())
-                    .get_result(conn)
-                    .await
+                upsert_on!(conn, ed::id)
             }
         })
     }
