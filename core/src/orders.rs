@@ -647,21 +647,8 @@ pub async fn fail_step(
     attempts: u32,
     error: &str,
 ) -> Result<(), DbError> {
-    let t = now();
-    with_write_tx!(db, |conn| {
-        diesel::update(commandes::table.find(commande_id))
-            .set((
-                commandes::pipeline_attempts.eq(i32::try_from(attempts).unwrap_or(i32::MAX)),
-                commandes::pipeline_error.eq(Some(error)),
-                commandes::lease_owner.eq(None::<String>),
-                commandes::lease_expires_at.eq(None::<NaiveDateTime>),
-                commandes::updated_at.eq(t),
-            ))
-            .execute(conn)
-            .await?;
-        record_step!(conn, commande_id, current, "failed", Some(error), t);
-        Ok(())
-    })
+    let attempts = i32::try_from(attempts).unwrap_or(i32::MAX);
+    leave_step(db, commande_id, current, error, Left::Failed { attempts }).await
 }
 
 /// Parks a step that failed for a reason outside the data (mail server, storage, database
@@ -674,19 +661,57 @@ pub async fn park_step(
     error: &str,
     retry_at: NaiveDateTime,
 ) -> Result<(), DbError> {
+    leave_step(db, commande_id, current, error, Left::Parked { retry_at }).await
+}
+
+/// How an unfinished step was left.
+enum Left {
+    Failed { attempts: i32 },
+    Parked { retry_at: NaiveDateTime },
+}
+
+/// Leaves the order at `current` with its error, claim released, and the step's row says
+/// why: `failed` (a dead letter, `pipeline_error` set) or `retrying` (due at `retry_at`).
+async fn leave_step(
+    db: &Db,
+    commande_id: &str,
+    current: &str,
+    error: &str,
+    left: Left,
+) -> Result<(), DbError> {
     let t = now();
+    let released = (
+        commandes::lease_owner.eq(None::<String>),
+        commandes::lease_expires_at.eq(None::<NaiveDateTime>),
+        commandes::updated_at.eq(t),
+    );
+    let order = commandes::table.find(commande_id);
     with_write_tx!(db, |conn| {
-        diesel::update(commandes::table.find(commande_id))
-            .set((
-                commandes::pipeline_attempts.eq(commandes::pipeline_attempts + 1),
-                commandes::next_attempt_at.eq(Some(retry_at)),
-                commandes::lease_owner.eq(None::<String>),
-                commandes::lease_expires_at.eq(None::<NaiveDateTime>),
-                commandes::updated_at.eq(t),
-            ))
-            .execute(conn)
-            .await?;
-        record_step!(conn, commande_id, current, "retrying", Some(error), t);
+        let status = match left {
+            Left::Failed { attempts } => {
+                diesel::update(order)
+                    .set((
+                        commandes::pipeline_attempts.eq(attempts),
+                        commandes::pipeline_error.eq(Some(error)),
+                        released,
+                    ))
+                    .execute(conn)
+                    .await?;
+                "failed"
+            }
+            Left::Parked { retry_at } => {
+                diesel::update(order)
+                    .set((
+                        commandes::pipeline_attempts.eq(commandes::pipeline_attempts + 1),
+                        commandes::next_attempt_at.eq(Some(retry_at)),
+                        released,
+                    ))
+                    .execute(conn)
+                    .await?;
+                "retrying"
+            }
+        };
+        record_step!(conn, commande_id, current, status, Some(error), t);
         Ok(())
     })
 }
