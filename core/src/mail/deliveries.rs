@@ -16,7 +16,8 @@ use crate::{with_conn, with_write_tx};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DeliveryStatus {
-    /// Created, being sent (or interrupted while sending: re-sending it is safe).
+    /// Put back for a retry from the admin API and being sent (or interrupted while sending:
+    /// re-sending it is safe). A new message's row is written only when its send is over.
     Queued,
     Sent,
     /// Permanently refused, or every attempt failed; `last_error` says why.

@@ -203,8 +203,9 @@ impl Mailer {
     ///
     /// With a dedupe key: if that key's delivery is already `sent`, nothing is sent and
     /// its outcome is returned with `already_sent`; if it exists unsent (failed, or
-    /// interrupted), the same row is reused and the message sent. Two concurrent sends
-    /// with the same unsent key may both send; callers re-driving one order step at a
+    /// interrupted), the same row is reused and the message sent. The row is written once
+    /// the send is over. Two concurrent sends with the same unsent key may both send (the
+    /// second result is recorded on the same row); callers re-driving one order step at a
     /// time never do that.
     pub async fn send(&self, mail: OutgoingMail) -> Result<DeliveryOutcome, MailError> {
         let rendered = self.inner.templates.render(&mail.content)?;
