@@ -358,6 +358,8 @@ pub struct MailSettings {
     pub from: String,
     pub admin: String,
     pub timeout_secs: u64,
+    /// SMTP connections kept open, and so messages sent at once (at least 1).
+    pub smtp_connections: usize,
     pub max_attempts: u32,
     pub retry_initial_ms: u64,
     pub retry_max_ms: u64,
@@ -517,6 +519,9 @@ impl Settings {
                 || self.mail.smtp_url.starts_with("smtps://"))
         {
             return Err(invalid("mail.smtp_url", "an smtp:// or smtps:// URL"));
+        }
+        if self.mail.smtp_connections == 0 {
+            return Err(invalid("mail.smtp_connections", "at least 1"));
         }
         if !self.mail.from.contains('@') {
             return Err(invalid("mail.from", "an email address"));
@@ -697,6 +702,15 @@ mod tests {
     fn a_bad_port_names_the_key() {
         let err = with(&[("server.port", "lots")]).unwrap_err().to_string();
         assert!(err.contains("port"), "{err}");
+    }
+
+    #[test]
+    fn zero_smtp_connections_is_refused() {
+        let err = with(&[("mail.smtp_connections", "0")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("mail.smtp_connections"), "{err}");
+        assert_eq!(with(&[]).unwrap().mail.smtp_connections, 8);
     }
 
     #[test]

@@ -416,6 +416,68 @@ async fn smtp_down_then_back_is_retried_until_delivered() {
 }
 
 #[tokio::test]
+async fn concurrent_mails_share_at_most_smtp_connections_connections() {
+    let test_db = TestDb::new();
+    let sink = SmtpSink::start().await;
+    let mut s = smtp_settings(&sink, 1);
+    s.mail.smtp_connections = 2;
+    let mailer = mailer(&s, test_db.connect().await);
+
+    let sends = (0..20).map(|i| {
+        let mailer = mailer.clone();
+        tokio::spawn(async move {
+            mailer
+                .send(confirmation_mail(&format!("c{i}@example.fr")))
+                .await
+        })
+    });
+    for sent in futures_util::future::join_all(sends).await {
+        assert_eq!(sent.unwrap().unwrap().status, DeliveryStatus::Sent);
+    }
+    for i in 0..5 {
+        let outcome = mailer
+            .send(confirmation_mail(&format!("s{i}@example.fr")))
+            .await
+            .unwrap();
+        assert_eq!(outcome.attempts, 1, "{outcome:?}");
+    }
+
+    assert_eq!(sink.wait_for(25, Duration::from_secs(5)).await.len(), 25);
+    assert!(
+        sink.connections() <= 2,
+        "25 mails over {} connections: the others must wait for a pooled one",
+        sink.connections()
+    );
+}
+
+#[tokio::test]
+async fn a_pooled_connection_the_server_dropped_is_replaced_without_a_retry() {
+    let test_db = TestDb::new();
+    let sink = SmtpSink::start().await;
+    // One attempt only: a lost idle connection must not cost the message its attempt.
+    let s = smtp_settings(&sink, 1);
+    let mailer = mailer(&s, test_db.connect().await);
+    let first = mailer
+        .send(confirmation_mail("a@example.fr"))
+        .await
+        .unwrap();
+    assert_eq!(first.status, DeliveryStatus::Sent);
+
+    sink.stop().await; // closes the pooled connection
+    sink.restart().await;
+    let second = mailer
+        .send(confirmation_mail("b@example.fr"))
+        .await
+        .unwrap();
+
+    assert_eq!(second.status, DeliveryStatus::Sent, "{second:?}");
+    assert_eq!(second.attempts, 1);
+    let received = sink.wait_for(2, Duration::from_secs(5)).await;
+    assert_eq!(received[1].recipients, vec!["b@example.fr".to_owned()]);
+    assert_eq!(sink.connections(), 2);
+}
+
+#[tokio::test]
 async fn smtp_4xx_is_retried_then_recorded_as_failed() {
     let test_db = TestDb::new();
     let sink = SmtpSink::start().await;

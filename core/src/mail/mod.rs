@@ -10,6 +10,7 @@
 pub mod deliveries;
 pub mod mailer;
 pub mod retry;
+pub mod smtp_pool;
 pub mod templates;
 pub mod transport;
 

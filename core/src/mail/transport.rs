@@ -6,36 +6,43 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::NaiveDateTime;
 use lettre::address::Envelope;
 use lettre::transport::smtp::PoolConfig;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
+use tokio::sync::Semaphore;
 
 use super::retry::Transience;
+use super::smtp_pool::{SmtpPool, SmtpServer};
 use super::MailError;
 use crate::config::{MailSettings, MailTransportKind};
 
-/// Connections kept open to the SMTP server.
-const SMTP_POOL_SIZE: u32 = 4;
 /// An idle pooled connection is closed after this long.
 const SMTP_IDLE: Duration = Duration::from_secs(60);
 
 /// A configured transport. Cheap to clone (the SMTP pool is shared).
 #[derive(Clone)]
 pub enum Transport {
-    Smtp(AsyncSmtpTransport<Tokio1Executor>),
-    /// Writes each message as `<outbox>/<timestamp>-<recipient>-<kind>-<id>.eml`.
-    File {
-        outbox: PathBuf,
+    /// `smtp://` (plain or STARTTLS): facture's own pool, see `smtp_pool`.
+    Smtp(Arc<SmtpPool>),
+    /// `smtps://` (implicit TLS): lettre's pooled transport.
+    Smtps {
+        smtp: AsyncSmtpTransport<Tokio1Executor>,
+        /// One permit per pooled connection.
+        slots: Arc<Semaphore>,
     },
+    /// Writes each message as `<outbox>/<timestamp>-<recipient>-<kind>-<id>.eml`.
+    File { outbox: PathBuf },
 }
 
 impl std::fmt::Debug for Transport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Transport::Smtp(_) => f.write_str("Transport::Smtp"),
+            Transport::Smtps { .. } => f.write_str("Transport::Smtps"),
             Transport::File { outbox } => write!(f, "Transport::File({})", outbox.display()),
         }
     }
@@ -101,16 +108,26 @@ impl Transport {
                 let builder = AsyncSmtpTransport::<Tokio1Executor>::from_url(&mail.smtp_url)
                     .map_err(|e| MailError::Config(format!("mail.smtp_url: {e}")))?;
                 let timeout = Duration::from_secs(mail.timeout_secs.max(1));
-                Ok(Transport::Smtp(
-                    builder
+                // Messages beyond this many wait for a pooled connection: see `smtp_pool`
+                // for why (lettre's pool would open one per message).
+                let connections = mail.smtp_connections.max(1);
+                let server = SmtpServer::from_url(&mail.smtp_url)
+                    .map_err(|e| MailError::Config(format!("mail.smtp_url: {e}")))?;
+                if let Some(server) = server {
+                    let pool = SmtpPool::new(server, connections, timeout, SMTP_IDLE);
+                    return Ok(Transport::Smtp(Arc::new(pool)));
+                }
+                Ok(Transport::Smtps {
+                    smtp: builder
                         .timeout(Some(timeout))
                         .pool_config(
                             PoolConfig::new()
-                                .max_size(SMTP_POOL_SIZE)
+                                .max_size(u32::try_from(connections).unwrap_or(u32::MAX))
                                 .idle_timeout(SMTP_IDLE),
                         )
                         .build(),
-                ))
+                    slots: Arc::new(Semaphore::new(connections)),
+                })
             }
         }
     }
@@ -124,11 +141,17 @@ impl Transport {
         label: &FileLabel<'_>,
     ) -> Result<(), SendError> {
         match self {
-            Transport::Smtp(smtp) => smtp
-                .send_raw(envelope, raw)
-                .await
-                .map(drop)
-                .map_err(|e| SendError::from_smtp(&e)),
+            Transport::Smtp(pool) => pool.send(envelope, raw).await,
+            Transport::Smtps { smtp, slots } => {
+                let _slot = slots
+                    .acquire()
+                    .await
+                    .map_err(|_| SendError::permanent("the SMTP transport is closed"))?;
+                smtp.send_raw(envelope, raw)
+                    .await
+                    .map(drop)
+                    .map_err(|e| SendError::from_smtp(&e))
+            }
             Transport::File { outbox } => {
                 let dir = outbox.clone();
                 let name = label.file_name();
