@@ -5,8 +5,9 @@
 //!
 //! At most `engine.max_live_orders` actors live at once. An event for a new order past that
 //! is not routed: it is committed, so it waits in the database, and the registry sweeps
-//! again as soon as half the actors have stopped. The sweep skips orders whose actor is
-//! alive: that actor has their work queued already, or will have after it stops.
+//! again as soon as half the actors have stopped. So it does after a sweep that read a
+//! full batch (`engine.sweep_batch`): more may wait behind it. The sweep skips orders whose
+//! actor is alive: that actor has their work queued already, or will have after it stops.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -20,13 +21,12 @@ use crate::messages::{DrivePipeline, LiveOrders, OrderStopped, ProcessEvent, Swe
 use crate::metrics::{self, ActorKind};
 use crate::order_actor::{OrderActor, OrderDeps};
 
-const SWEEP_BATCH: i64 = 1_000;
-
 pub struct OrderRegistry {
     deps: Arc<OrderDeps>,
     orders: HashMap<String, Addr<OrderActor>>,
-    /// Work was left in the database because `max_live_orders` actors were alive.
-    overflowed: bool,
+    /// Work may wait in the database with no actor to do it: `max_live_orders` actors were
+    /// alive, or the last sweep read a full batch.
+    work_left: bool,
 }
 
 impl OrderRegistry {
@@ -34,7 +34,7 @@ impl OrderRegistry {
         Self {
             deps,
             orders: HashMap::new(),
-            overflowed: false,
+            work_left: false,
         }
     }
 
@@ -50,7 +50,7 @@ impl OrderRegistry {
         if self.orders.len() >= self.deps.settings.engine.max_live_orders {
             self.orders.retain(|_, a| a.connected());
             if self.orders.len() >= self.deps.settings.engine.max_live_orders {
-                self.overflowed = true;
+                self.work_left = true;
                 return None;
             }
         }
@@ -124,8 +124,8 @@ impl Handler<OrderStopped> for OrderRegistry {
             self.orders.remove(&msg.key);
         }
         metrics::live_orders(self.orders.len());
-        if self.overflowed && self.orders.len() <= self.deps.settings.engine.max_live_orders / 2 {
-            self.overflowed = false;
+        if self.work_left && self.orders.len() <= self.deps.settings.engine.max_live_orders / 2 {
+            self.work_left = false;
             ctx.notify(SweepNow);
         }
     }
@@ -166,7 +166,8 @@ impl Handler<Sweep> for OrderRegistry {
     fn handle(&mut self, _: Sweep, _: &mut Self::Context) -> Self::Result {
         let db = self.deps.db.clone();
         // Live actors' own work comes back too (oldest first) and is skipped: look past it.
-        let limit = SWEEP_BATCH + i64::try_from(self.orders.len()).unwrap_or(i64::MAX / 2);
+        let batch = self.deps.settings.engine.sweep_batch.max(1) + self.orders.len();
+        let limit = i64::try_from(batch).unwrap_or(i64::MAX);
         Box::pin(
             async move {
                 let events = events::unfinished(&db, limit).await?;
@@ -174,12 +175,17 @@ impl Handler<Sweep> for OrderRegistry {
                 Ok::<_, EngineError>((events, pipelines))
             }
             .into_actor(self)
-            .map(|found, act, ctx| {
+            .map(move |found, act, ctx| {
                 let (events, pipelines) = found?;
                 let report = SweepReport {
                     events: events.len(),
                     pipelines: pipelines.len(),
                 };
+                // Without this, what lies past a full batch would wait for the next
+                // interval's sweep (30 s by default) once the actors routed here are done.
+                if events.len() >= batch || pipelines.len() >= batch {
+                    act.work_left = true;
+                }
                 for (event_id, session) in events {
                     let key = session.unwrap_or_else(|| event_id.clone());
                     if !act.is_live(&key) {

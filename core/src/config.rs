@@ -311,6 +311,10 @@ fn default_max_active_orders() -> usize {
     64
 }
 
+fn default_sweep_batch() -> usize {
+    1000
+}
+
 #[derive(Debug, Clone, Deserialize)]
 pub struct EngineSettings {
     pub max_batch: usize,
@@ -333,6 +337,10 @@ pub struct EngineSettings {
     /// not an actor in memory per waiting event.
     #[serde(default = "default_max_live_orders")]
     pub max_live_orders: usize,
+    /// Unfinished events (and pipelines) one sweep reads beyond those live actors hold. A
+    /// full batch means more may wait: the registry sweeps again as actors stop.
+    #[serde(default = "default_sweep_batch")]
+    pub sweep_batch: usize,
     /// Fault injection: stop every pipeline before this step (as a crash there would).
     /// For recovery tests and drills; never set in normal operation.
     #[serde(default)]

@@ -516,6 +516,40 @@ async fn at_most_max_active_orders_are_worked_on_at_once_the_rest_wait_their_tur
     }
 }
 
+#[actix_web::test]
+async fn a_backlog_longer_than_one_sweep_batch_is_finished_without_waiting_for_the_interval() {
+    // Six paid orders whose pipelines stop before `invoice`, as after a crash.
+    let app = spawn_app_with(|f| f.merge(("engine.halt_before", "invoice"))).await;
+    let mut made = Vec::new();
+    for i in 0..6 {
+        let order = customer_order(&app, &format!("batch{i}@example.fr"), 3_900).await;
+        let paid = completed(&evt(), &session_of(&order), 3_900);
+        assert_eq!(app.deliver(paid).await.0, 200);
+        made.push(order);
+    }
+    for order in &made {
+        eventually("the pipeline to halt before invoice", WAIT, || async {
+            let c = orders::find(&app.db, &order.id).await.unwrap()?;
+            (c.pipeline.as_deref() == Some(step::INVOICE)).then_some(())
+        })
+        .await;
+    }
+    let (test_db, dir) = app.stop().await;
+
+    // The restart's sweep reads two pipelines at a time and no periodic sweep comes: the
+    // registry must sweep again by itself after each full batch.
+    let app = spawn_app_on(test_db, dir, |f| {
+        f.merge(("engine.sweep_batch", 2))
+            .merge(("engine.sweep_interval_secs", 3600))
+            .merge(("engine.order_idle_secs", 1))
+    })
+    .await;
+    for order in &made {
+        let invoice = invoiced(&app, &order.id).await;
+        assert!(invoice.pdf_sha256.is_some(), "every order gets its invoice");
+    }
+}
+
 // The gate is a std lock taken only by the renderer pool's own threads (see above).
 #[allow(clippy::await_holding_lock)]
 #[actix_web::test]
