@@ -137,74 +137,74 @@ impl SmtpPool {
             .acquire()
             .await
             .map_err(|_| SendError::permanent("the SMTP pool is closed"))?;
-        if let Some(mut conn) = self.take_idle().await {
-            match self.send_on(&mut conn, envelope, raw).await {
-                Ok(()) => {
-                    self.put_back(conn).await;
-                    return Ok(());
-                }
-                // The server answered: that answer is the outcome.
-                Err(Failure::Smtp(e)) if answered(&e) => {
-                    self.recycle(conn).await;
-                    return Err(SendError::from_smtp(&e));
-                }
+        if let Some(conn) = self.take_idle().await {
+            match self.send_on(conn, envelope, raw).await {
                 // The connection died while idle (server timeout, restart): a new one.
-                Err(e) => {
+                Err(Failure::Smtp(e)) if !answered(&e) => {
                     tracing::debug!(error = %e, "pooled SMTP connection lost; reconnecting");
-                    conn.abort().await;
                 }
+                Err(Failure::Io(e)) => {
+                    tracing::debug!(error = %e, "pooled SMTP connection lost; reconnecting");
+                }
+                done => return done.map_err(SendError::from),
             }
         }
-        let mut conn = self.connect().await.map_err(SendError::from)?;
-        let sent = self.send_on(&mut conn, envelope, raw).await;
-        self.recycle(conn).await;
-        sent.map_err(SendError::from)
+        let conn = self.connect().await.map_err(SendError::from)?;
+        self.send_on(conn, envelope, raw)
+            .await
+            .map_err(SendError::from)
     }
 
+    /// Sends on `conn`, then keeps it for the next message if it is still in a known state:
+    /// after success or an SMTP answer, unless lettre marked it broken. A timed-out or
+    /// failed connection is closed.
     async fn send_on(
         &self,
-        conn: &mut AsyncSmtpConnection,
+        mut conn: AsyncSmtpConnection,
         envelope: &Envelope,
         raw: &[u8],
     ) -> Result<(), Failure> {
-        match tokio::time::timeout(self.timeout, conn.send(envelope, raw)).await {
+        let result = match tokio::time::timeout(self.timeout, conn.send(envelope, raw)).await {
             Ok(result) => result.map(drop).map_err(Failure::Smtp),
-            Err(_) => {
-                conn.abort().await;
-                Err(Failure::TimedOut)
-            }
-        }
-    }
-
-    /// The most recently used idle connection; older ones past `idle_for` are closed.
-    async fn take_idle(&self) -> Option<AsyncSmtpConnection> {
-        let mut idle = self.idle.lock().await;
-        while let Some(Idle { mut conn, since }) = idle.pop() {
-            if since.elapsed() < self.idle_for {
-                return Some(conn);
-            }
-            conn.abort().await;
-        }
-        None
-    }
-
-    async fn put_back(&self, conn: AsyncSmtpConnection) {
-        self.idle.lock().await.push(Idle {
-            conn,
-            since: Instant::now(),
-        });
-    }
-
-    /// After a refused message the connection is usable again, unless lettre marked it
-    /// broken (then it is closed).
-    async fn recycle(&self, mut conn: AsyncSmtpConnection) {
-        if conn.has_broken() {
-            conn.abort().await;
+            Err(_) => Err(Failure::TimedOut),
+        };
+        let reusable = match &result {
+            Ok(()) => true,
+            Err(Failure::Smtp(e)) => answered(e),
+            Err(_) => false,
+        };
+        if reusable && !conn.has_broken() {
+            self.idle.lock().await.push(Idle {
+                conn,
+                since: Instant::now(),
+            });
         } else {
-            self.put_back(conn).await;
+            close(conn).await;
         }
+        result
     }
 
+    /// The most recently used idle connection. Older ones past `idle_for` are closed, outside
+    /// the lock: a server that stopped answering must not hold up the other senders.
+    async fn take_idle(&self) -> Option<AsyncSmtpConnection> {
+        let (fresh, expired) = {
+            let mut idle = self.idle.lock().await;
+            match idle.pop() {
+                Some(last) if last.since.elapsed() < self.idle_for => (Some(last), Vec::new()),
+                // Connections are pushed as they are used: below an expired one, all are older.
+                Some(last) => {
+                    let mut expired = std::mem::take(&mut *idle);
+                    expired.push(last);
+                    (None, expired)
+                }
+                None => (None, Vec::new()),
+            }
+        };
+        for old in expired {
+            close(old.conn).await;
+        }
+        fresh.map(|i| i.conn)
+    }
     /// Opens a connection: TCP with `TCP_NODELAY`, greeting, EHLO, STARTTLS as the URL
     /// asks, then authentication when credentials are given.
     async fn connect(&self) -> Result<AsyncSmtpConnection, Failure> {
@@ -232,6 +232,11 @@ impl SmtpPool {
             .await
             .unwrap_or(Err(Failure::TimedOut))
     }
+}
+
+/// Says QUIT if the connection can still take it, within a second, and drops it.
+async fn close(mut conn: AsyncSmtpConnection) {
+    let _ = tokio::time::timeout(Duration::from_secs(1), conn.abort()).await;
 }
 
 /// Whether the server replied (4xx or 5xx), as opposed to the connection failing.
