@@ -9,7 +9,7 @@
 //! once the pool is full, and checks every idle connection with a `NOOP` round trip before
 //! use. Here connections are opened with `TCP_NODELAY`, at most `size` messages are sent at
 //! once (the others wait for a pooled connection), and a connection idle for longer than
-//! `idle` is closed instead of tested; a pooled connection the server has dropped fails
+//! `idle_for` is closed instead of tested; a pooled connection the server has dropped fails
 //! before anything is accepted and the message is sent again once on a new connection.
 //! `smtps://` (implicit TLS) keeps lettre's transport.
 
@@ -140,10 +140,7 @@ impl SmtpPool {
         if let Some(conn) = self.take_idle().await {
             match self.send_on(conn, envelope, raw).await {
                 // The connection died while idle (server timeout, restart): a new one.
-                Err(Failure::Smtp(e)) if !answered(&e) => {
-                    tracing::debug!(error = %e, "pooled SMTP connection lost; reconnecting");
-                }
-                Err(Failure::Io(e)) => {
+                Err(e) if e.connection_lost() => {
                     tracing::debug!(error = %e, "pooled SMTP connection lost; reconnecting");
                 }
                 done => return done.map_err(SendError::from),
@@ -170,8 +167,7 @@ impl SmtpPool {
         };
         let reusable = match &result {
             Ok(()) => true,
-            Err(Failure::Smtp(e)) => answered(e),
-            Err(_) => false,
+            Err(e) => !e.connection_lost() && !matches!(e, Failure::TimedOut),
         };
         if reusable && !conn.has_broken() {
             self.idle.lock().await.push(Idle {
@@ -205,6 +201,7 @@ impl SmtpPool {
         }
         fresh.map(|i| i.conn)
     }
+
     /// Opens a connection: TCP with `TCP_NODELAY`, greeting, EHLO, STARTTLS as the URL
     /// asks, then authentication when credentials are given.
     async fn connect(&self) -> Result<AsyncSmtpConnection, Failure> {
@@ -239,11 +236,6 @@ async fn close(mut conn: AsyncSmtpConnection) {
     let _ = tokio::time::timeout(Duration::from_secs(1), conn.abort()).await;
 }
 
-/// Whether the server replied (4xx or 5xx), as opposed to the connection failing.
-fn answered(e: &SmtpError) -> bool {
-    e.is_transient() || e.is_permanent()
-}
-
 /// Why a connection or a send failed. lettre builds its own network errors privately, so
 /// the socket's errors and timeouts are kept apart here.
 #[derive(Debug, thiserror::Error)]
@@ -254,6 +246,18 @@ enum Failure {
     Io(#[from] std::io::Error),
     #[error("the SMTP server did not answer in time")]
     TimedOut,
+}
+
+impl Failure {
+    /// The connection failed without the server answering (no 4xx or 5xx): on a pooled
+    /// connection, the server most likely closed it while it was idle.
+    fn connection_lost(&self) -> bool {
+        match self {
+            Failure::Smtp(e) => !(e.is_transient() || e.is_permanent()),
+            Failure::Io(_) => true,
+            Failure::TimedOut => false,
+        }
+    }
 }
 
 impl From<Failure> for SendError {

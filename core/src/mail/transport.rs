@@ -105,18 +105,17 @@ impl Transport {
                 outbox: mail.outbox.clone(),
             }),
             MailTransportKind::Smtp => {
-                let builder = AsyncSmtpTransport::<Tokio1Executor>::from_url(&mail.smtp_url)
-                    .map_err(|e| MailError::Config(format!("mail.smtp_url: {e}")))?;
+                let bad_url = |e: String| MailError::Config(format!("mail.smtp_url: {e}"));
                 let timeout = Duration::from_secs(mail.timeout_secs.max(1));
                 // Messages beyond this many wait for a pooled connection: see `smtp_pool`
                 // for why (lettre's pool would open one per message).
                 let connections = mail.smtp_connections.max(1);
-                let server = SmtpServer::from_url(&mail.smtp_url)
-                    .map_err(|e| MailError::Config(format!("mail.smtp_url: {e}")))?;
-                if let Some(server) = server {
+                if let Some(server) = SmtpServer::from_url(&mail.smtp_url).map_err(bad_url)? {
                     let pool = SmtpPool::new(server, connections, timeout, SMTP_IDLE);
                     return Ok(Transport::Smtp(Arc::new(pool)));
                 }
+                let builder = AsyncSmtpTransport::<Tokio1Executor>::from_url(&mail.smtp_url)
+                    .map_err(|e| bad_url(e.to_string()))?;
                 Ok(Transport::Smtps {
                     smtp: builder
                         .timeout(Some(timeout))
