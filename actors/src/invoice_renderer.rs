@@ -31,17 +31,23 @@ pub struct InvoiceRenderer {
 impl InvoiceRenderer {
     /// `delay` is the fault-injection sleep before each render (`engine.render_delay_ms`;
     /// zero in normal operation).
+    /// Each pool thread runs at niceness `nice` (see [`crate::run_in_background`]).
     pub fn start(
         threads: usize,
+        nice: i32,
         company: CompanySettings,
         gate: RenderGate,
         delay: Duration,
     ) -> Addr<Self> {
         let company = Arc::new(company);
-        SyncArbiter::start(threads.max(1), move || InvoiceRenderer {
-            company: company.clone(),
-            gate: gate.clone(),
-            delay,
+        // SyncArbiter calls the factory on each pool thread, once, as it starts.
+        SyncArbiter::start(threads.max(1), move || {
+            crate::run_in_background(nice);
+            InvoiceRenderer {
+                company: company.clone(),
+                gate: gate.clone(),
+                delay,
+            }
         })
     }
 }

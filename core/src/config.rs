@@ -315,6 +315,10 @@ fn default_sweep_batch() -> usize {
     1000
 }
 
+fn default_background_nice() -> i32 {
+    5
+}
+
 #[derive(Debug, Clone, Deserialize)]
 pub struct EngineSettings {
     pub max_batch: usize,
@@ -341,6 +345,11 @@ pub struct EngineSettings {
     /// full batch means more may wait: the registry sweeps again as actors stop.
     #[serde(default = "default_sweep_batch")]
     pub sweep_batch: usize,
+    /// Niceness (0..=19) of the threads doing work after the acknowledgement: the order
+    /// pipeline, mail and the renderer pool. Above 0 they yield the cores to the HTTP
+    /// workers and the webhook receiver, so a backlog delays invoices, not acknowledgements.
+    #[serde(default = "default_background_nice")]
+    pub background_nice: i32,
     /// Fault injection: stop every pipeline before this step (as a crash there would).
     /// For recovery tests and drills; never set in normal operation.
     #[serde(default)]
@@ -573,6 +582,12 @@ impl Settings {
         if self.engine.max_attempts == 0 {
             return Err(invalid("engine.max_attempts", "at least 1"));
         }
+        if !(0..=19).contains(&self.engine.background_nice) {
+            return Err(invalid(
+                "engine.background_nice",
+                "between 0 (off) and 19: a process may lower its threads' priority, not raise it",
+            ));
+        }
         if self.engine.render_delay_ms > 60_000 {
             return Err(invalid(
                 "engine.render_delay_ms",
@@ -719,6 +734,17 @@ mod tests {
             .to_string();
         assert!(err.contains("mail.smtp_connections"), "{err}");
         assert_eq!(with(&[]).unwrap().mail.smtp_connections, 8);
+    }
+
+    #[test]
+    fn background_nice_outside_0_to_19_is_refused() {
+        for bad in ["-1", "20"] {
+            let err = with(&[("engine.background_nice", bad)])
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("engine.background_nice"), "{bad}: {err}");
+        }
+        assert_eq!(with(&[]).unwrap().engine.background_nice, 5);
     }
 
     #[test]

@@ -587,3 +587,43 @@ async fn past_max_live_orders_events_wait_in_the_database_and_are_routed_as_acto
         assert!(invoice.pdf_sha256.is_some(), "every order gets its invoice");
     }
 }
+
+/// A thread's niceness from its `stat` file (Linux: field 19).
+fn niceness_in(stat: &str) -> i32 {
+    // The name may hold spaces: the fields that follow start after its closing ')'.
+    let after_name = &stat[stat.rfind(')').unwrap() + 2..];
+    after_name.split(' ').nth(16).unwrap().parse().unwrap()
+}
+
+/// Niceness of every thread of this process.
+fn thread_niceness() -> Vec<i32> {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .flatten()
+        // A thread that ended meanwhile has no stat left to read.
+        .filter_map(|task| std::fs::read_to_string(task.path().join("stat")).ok())
+        .map(|stat| niceness_in(&stat))
+        .collect()
+}
+
+#[actix_web::test]
+async fn the_pipeline_mail_and_renderer_threads_run_at_the_background_priority() {
+    // 9: no other test's engine uses it (the default is 5).
+    let app = spawn_app_with(|f| {
+        f.merge(("engine.background_nice", 9))
+            .merge(("engine.render_pool", 2))
+    })
+    .await;
+    let order = customer_order(&app, "nice@example.fr", 2_500).await;
+    let paid = completed(&evt(), &session_of(&order), 2_500);
+    assert_eq!(app.deliver(paid).await.0, 200);
+    invoiced(&app, &order.id).await;
+
+    // The pipeline's and the mail's database arbiters, and the two renderer threads.
+    let background = thread_niceness().into_iter().filter(|n| *n == 9).count();
+    assert!(background >= 4, "{background} threads at niceness 9");
+    // Per thread, not the whole process: this test's thread (where the server's HTTP
+    // workers and the receiver run too) keeps the normal priority.
+    let own = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
+    assert_eq!(niceness_in(&own), 0);
+}
