@@ -30,8 +30,8 @@ pub struct InvoiceRenderer {
 
 impl InvoiceRenderer {
     /// `delay` is the fault-injection sleep before each render (`engine.render_delay_ms`;
-    /// zero in normal operation).
-    /// Each pool thread runs at niceness `nice` (see [`crate::run_in_background`]).
+    /// zero in normal operation). Each pool thread runs at niceness `nice` (see
+    /// [`crate::run_in_background`]).
     pub fn start(
         threads: usize,
         nice: i32,

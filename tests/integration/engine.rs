@@ -622,8 +622,7 @@ async fn the_pipeline_mail_and_renderer_threads_run_at_the_background_priority()
     // The pipeline's and the mail's database arbiters, and the two renderer threads.
     let background = thread_niceness().into_iter().filter(|n| *n == 9).count();
     assert!(background >= 4, "{background} threads at niceness 9");
-    // Per thread, not the whole process: this test's thread (where the server's HTTP
-    // workers and the receiver run too) keeps the normal priority.
+    // Per thread, not the whole process: this test's own thread keeps the normal priority.
     let own = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
     assert_eq!(niceness_in(&own), 0);
 }
