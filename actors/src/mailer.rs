@@ -6,10 +6,10 @@
 use std::time::Instant;
 
 use actix::prelude::*;
-use facture_core::mail::{DeliveryOutcome, Mailer as CoreMailer};
+use facture_core::mail::{Deferred, DeliveryOutcome, Mailer as CoreMailer};
 
 use crate::error::EngineError;
-use crate::messages::{RetryDelivery, SendMail};
+use crate::messages::{RetryDelivery, SendDeferred, SendMail};
 use crate::metrics::{self, ActorKind};
 
 pub struct Mailer {
@@ -50,6 +50,27 @@ impl Handler<SendMail> for Mailer {
             let started = Instant::now();
             let result = mailer.send(msg.0).await.map_err(EngineError::from);
             let sent = matches!(&result, Ok(o) if o.is_sent());
+            metrics::handled(ActorKind::Mailer, started.elapsed(), sent);
+            metrics::mail(if sent { "sent" } else { "failed" });
+            result
+        })
+    }
+}
+
+impl Handler<SendDeferred> for Mailer {
+    type Result = ResponseFuture<Result<Deferred, EngineError>>;
+
+    fn handle(&mut self, msg: SendDeferred, _: &mut Self::Context) -> Self::Result {
+        metrics::dequeued(ActorKind::Mailer);
+        let mailer = self.mailer.clone();
+        Box::pin(async move {
+            let started = Instant::now();
+            let result = mailer.send_deferred(msg.0).await.map_err(EngineError::from);
+            let sent = match &result {
+                Ok(Deferred::Sent(_)) => true,
+                Ok(Deferred::Recorded(o)) => o.is_sent(),
+                Err(_) => false,
+            };
             metrics::handled(ActorKind::Mailer, started.elapsed(), sent);
             metrics::mail(if sent { "sent" } else { "failed" });
             result

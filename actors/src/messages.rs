@@ -1,8 +1,11 @@
 //! Every message the actor tree exchanges: the tree's public API, in one place.
 
 use actix::prelude::*;
+use facture_core::db::models::Notification;
 use facture_core::events::{Appended, NewEvent};
-use facture_core::mail::{Attachment, DeliveryOutcome, MailContent, OutgoingMail};
+use facture_core::mail::{
+    Attachment, Deferred, DeliveryOutcome, Finished, MailContent, OutgoingMail, StoredDelivery,
+};
 use facture_core::notifications::DomainEvent;
 use facture_core::pdf::InvoiceDocument;
 use facture_core::storage::StoredFile;
@@ -82,6 +85,12 @@ pub struct ReadInvoice {
 #[rtype(result = "Result<DeliveryOutcome, EngineError>")]
 pub struct SendMail(pub OutgoingMail);
 
+/// OrderActor / NotificationBus → Mailer: send one message, leaving a successful send's
+/// delivery row to the caller, who writes it with the pipeline step that sent it.
+#[derive(Message)]
+#[rtype(result = "Result<Deferred, EngineError>")]
+pub struct SendDeferred(pub OutgoingMail);
+
 /// → Mailer: send a failed delivery again with its content rebuilt by the caller.
 #[derive(Message)]
 #[rtype(result = "Result<DeliveryOutcome, EngineError>")]
@@ -99,3 +108,31 @@ pub struct Publish {
     /// Makes publishing idempotent when a step is re-driven.
     pub dedupe_key: Option<String>,
 }
+
+/// OrderActor → NotificationBus: prepare an event's notification and mail the admins (if
+/// it is important); the order's step then records both with its advance, and sends
+/// [`Announce`]. When the mail fails, the notification is recorded at once anyway (the
+/// admins see it in the app while mail is down) and the mail's failure comes back.
+#[derive(Message)]
+#[rtype(result = "Result<Notice, EngineError>")]
+pub struct PrepareNotice {
+    pub event: DomainEvent,
+    pub dedupe_key: String,
+    /// The admin mail's stored delivery, if the caller read it already.
+    pub stored: StoredDelivery,
+}
+
+/// What [`PrepareNotice`] leaves to record.
+#[derive(Debug, Clone)]
+pub struct Notice {
+    /// Not stored yet.
+    pub notification: Notification,
+    /// The admin mail, sent and not recorded yet; `None` when there was none to send or
+    /// it was sent before.
+    pub delivery: Option<Finished>,
+}
+
+/// OrderActor → NotificationBus: a notification stored with a step; tell live listeners.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Announce(pub Notification);

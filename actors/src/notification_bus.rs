@@ -5,13 +5,13 @@ use std::time::Instant;
 
 use actix::prelude::*;
 use facture_core::db::models::Notification;
-use facture_core::mail::OutgoingMail;
-use facture_core::notifications::{admin_mail, is_important, NotificationStore};
+use facture_core::mail::{Deferred, OutgoingMail};
+use facture_core::notifications::{self, admin_mail, is_important, NotificationStore};
 use tokio::sync::broadcast;
 
 use crate::error::EngineError;
 use crate::mailer::Mailer;
-use crate::messages::{Publish, SendMail};
+use crate::messages::{Announce, Notice, PrepareNotice, Publish, SendDeferred, SendMail};
 use crate::metrics::{self, ActorKind};
 
 pub struct NotificationBus {
@@ -75,7 +75,7 @@ impl Handler<Publish> for NotificationBus {
                     if let Some(content) = admin_mail(&msg.event) {
                         let mut mail = OutgoingMail::new(admin, content);
                         if let Some(key) = &msg.dedupe_key {
-                            mail = mail.dedupe_key(format!("admin:{key}"));
+                            mail = mail.dedupe_key(notifications::admin_mail_key(key));
                         }
                         metrics::enqueued(ActorKind::Mailer);
                         let outcome = mailer.send(SendMail(mail)).await??;
@@ -99,5 +99,79 @@ impl Handler<Publish> for NotificationBus {
             );
             result
         })
+    }
+}
+
+impl Handler<PrepareNotice> for NotificationBus {
+    type Result = ResponseFuture<Result<Notice, EngineError>>;
+
+    fn handle(&mut self, msg: PrepareNotice, _: &mut Self::Context) -> Self::Result {
+        metrics::dequeued(ActorKind::NotificationBus);
+        let store = self.store.clone();
+        let mailer = self.mailer.clone();
+        let admin = self.admin.clone();
+        let live = self.live.clone();
+        Box::pin(async move {
+            let started = Instant::now();
+            let result = async {
+                let notification = notifications::prepare(&msg.event, Some(&msg.dedupe_key))?;
+                let content = admin_mail(&msg.event).filter(|_| is_important(&msg.event));
+                let Some(content) = content else {
+                    return Ok(Notice {
+                        notification,
+                        delivery: None,
+                    });
+                };
+                let mail = OutgoingMail::new(admin, content)
+                    .dedupe_key(notifications::admin_mail_key(&msg.dedupe_key))
+                    .stored(msg.stored);
+                metrics::enqueued(ActorKind::Mailer);
+                let outcome = match mailer.send(SendDeferred(mail)).await?? {
+                    Deferred::Sent(delivery) => {
+                        return Ok(Notice {
+                            notification,
+                            delivery: Some(delivery),
+                        })
+                    }
+                    Deferred::Recorded(outcome) if outcome.is_sent() => {
+                        return Ok(Notice {
+                            notification,
+                            delivery: None,
+                        })
+                    }
+                    Deferred::Recorded(outcome) => outcome,
+                };
+                // The admins still see the event in the app while their mail is failing.
+                let (row, created) = store.record(&msg.event, Some(&msg.dedupe_key)).await?;
+                if created {
+                    let _ = live.send(row);
+                }
+                Err(EngineError::NotDelivered {
+                    error: outcome
+                        .last_error
+                        .unwrap_or_else(|| "admin mail not sent".into()),
+                    permanent: outcome.permanent,
+                })
+            }
+            .await;
+            metrics::handled(
+                ActorKind::NotificationBus,
+                started.elapsed(),
+                result.is_ok(),
+            );
+            result
+        })
+    }
+}
+
+impl Handler<Announce> for NotificationBus {
+    type Result = ();
+
+    fn handle(&mut self, msg: Announce, _: &mut Self::Context) {
+        metrics::dequeued(ActorKind::NotificationBus);
+        let started = Instant::now();
+        // Nobody listening is fine.
+        let _ = self.live.send(msg.0);
+        metrics::handled(ActorKind::NotificationBus, started.elapsed(), true);
     }
 }

@@ -21,10 +21,12 @@ use facture_core::db::Db;
 use facture_core::events;
 use facture_core::invoices::{self, NewInvoice};
 use facture_core::mail::retry::{retry_notify, RetryPolicy};
-use facture_core::mail::{Attachment, MailContent, OutgoingMail};
+use facture_core::mail::{
+    Attachment, Deferred, DeliveryOutcome, MailContent, OutgoingMail, StoredDelivery,
+};
 use facture_core::money::Cents;
-use facture_core::notifications::DomainEvent;
-use facture_core::orders::{self, step, Effect, StepRecord};
+use facture_core::notifications::{self, DomainEvent};
+use facture_core::orders::{self, step, Claimed, Effect, StepRecord};
 use facture_core::pdf::{Buyer, InvoiceDocument, PaymentInfo};
 use facture_core::storage::sha256_hex;
 
@@ -32,7 +34,8 @@ use crate::error::EngineError;
 use crate::invoice_renderer::{InvoiceRenderer, RenderPermits};
 use crate::mailer::Mailer;
 use crate::messages::{
-    DrivePipeline, OrderStopped, ProcessEvent, Publish, Render, SendMail, StoreInvoice,
+    Announce, DrivePipeline, OrderStopped, PrepareNotice, ProcessEvent, Publish, Render,
+    SendDeferred, SendMail, StoreInvoice,
 };
 use crate::metrics::{self, ActorKind};
 use crate::notification_bus::NotificationBus;
@@ -177,7 +180,7 @@ async fn process_event(deps: &OrderDeps, event_id: &str) -> Result<(), EngineErr
     tracing::info!(event = %row.stripe_event_id, r#type = %row.event_type, outcome = effect.event_status(), commande = ?effect.commande_id(), "event processed");
     match (effect, event) {
         (Effect::Paid { .. }, _) => match claimed {
-            Some(order) => drive_claimed(deps, order).await,
+            Some(claimed) => drive_claimed(deps, claimed).await,
             None => Ok(()), // nothing left to drive, or another process drives it
         },
         (Effect::PaymentFailed { commande_id }, Some(event)) => {
@@ -202,17 +205,27 @@ async fn process_event(deps: &OrderDeps, event_id: &str) -> Result<(), EngineErr
 /// Runs the order's pipeline from its recorded step to `done`.
 pub async fn drive_pipeline(deps: &OrderDeps, commande_id: &str) -> Result<(), EngineError> {
     match orders::claim_pipeline(&deps.db, commande_id, &deps.node_id, deps.lease()).await? {
-        Some(order) => drive_claimed(deps, order).await,
+        Some(claimed) => drive_claimed(deps, claimed).await,
         None => Ok(()),
     }
 }
 
 /// Runs the pipeline of an order this process has just claimed, and gives the claim back
 /// if it stops before `done`.
-async fn drive_claimed(deps: &OrderDeps, mut order: Commande) -> Result<(), EngineError> {
+async fn drive_claimed(deps: &OrderDeps, claimed: Claimed) -> Result<(), EngineError> {
+    let Claimed {
+        mut order,
+        customer,
+    } = claimed;
     let commande_id = order.id.clone();
     let started = Instant::now();
-    let result = run_steps(deps, &mut order).await;
+    let result = match customer {
+        Some(customer) => run_steps(deps, &mut order, &customer).await,
+        None => Err(EngineError::Corrupt(format!(
+            "order {} has no customer",
+            order.id
+        ))),
+    };
     if let Err(e) = &result {
         if !matches!(e, EngineError::Halted(_)) {
             tracing::warn!(commande = %commande_id, error = %e, "pipeline stopped");
@@ -231,16 +244,19 @@ async fn drive_claimed(deps: &OrderDeps, mut order: Commande) -> Result<(), Engi
     }
 }
 
-async fn run_steps(deps: &OrderDeps, order: &mut Commande) -> Result<(), EngineError> {
-    let customer = orders::find_user(&deps.db, &order.user_id)
-        .await?
-        .ok_or_else(|| EngineError::Corrupt(format!("order {} has no customer", order.id)))?;
+async fn run_steps(
+    deps: &OrderDeps,
+    order: &mut Commande,
+    customer: &User,
+) -> Result<(), EngineError> {
     // The order's invoice, read once and then kept up to date here: each step after
     // `invoice` needs it, and a read is one more wait for the pipeline's connection.
     let mut invoice: Option<Invoice> = None;
     // The PDF rendered in this run, for the mail step: reading it back from storage would
     // cost two more actor hand-offs and a file read.
     let mut pdf: Option<Vec<u8>> = None;
+    // The delivery under the next step's mail key, read with the advance that led to it.
+    let mut peeked = StoredDelivery::Unknown;
     loop {
         let current: &'static str = match order.pipeline.as_deref() {
             Some(s) => step::ORDER
@@ -260,14 +276,17 @@ async fn run_steps(deps: &OrderDeps, order: &mut Commande) -> Result<(), EngineE
         if invoice.is_none() && step::needs_invoice(current) {
             invoice = invoices::find_by_commande(&deps.db, &order.id).await?;
         }
+        // Good for the first attempt only: a failed attempt records its delivery.
+        let mut stored = Some(std::mem::take(&mut peeked));
         let outcome = retry_step(deps, current, || {
             run_step(
                 deps,
                 current,
                 order,
-                &customer,
+                customer,
                 invoice.as_ref(),
                 pdf.as_deref(),
+                stored.take().unwrap_or_default(),
             )
         })
         .await;
@@ -279,11 +298,17 @@ async fn run_steps(deps: &OrderDeps, order: &mut Commande) -> Result<(), EngineE
                         step::next(current)
                     }
                     Finished::Record(record) => {
-                        advance(deps, order, current, &record, invoice.as_mut()).await?
+                        let (next, read) =
+                            advance(deps, order, current, &record, invoice.as_mut()).await?;
+                        peeked = read;
+                        next
                     }
                     Finished::Stored { record, bytes } => {
                         pdf = Some(bytes);
-                        advance(deps, order, current, &record, invoice.as_mut()).await?
+                        let (next, read) =
+                            advance(deps, order, current, &record, invoice.as_mut()).await?;
+                        peeked = read;
+                        next
                     }
                 };
                 order.pipeline = Some(next.to_owned());
@@ -322,19 +347,50 @@ async fn run_steps(deps: &OrderDeps, order: &mut Commande) -> Result<(), EngineE
 }
 
 /// Records the finished step with what it leaves, on the database and on the invoice read
-/// before it.
+/// before it, retrying a busy database: a mail the step sent is recorded only here, and a
+/// lost record means sending it again on the next re-drive. Returns the next step, and the
+/// delivery stored under its mail's dedupe key (read in the same transaction).
 async fn advance(
     deps: &OrderDeps,
     order: &Commande,
     current: &'static str,
     record: &StepRecord,
     invoice: Option<&mut Invoice>,
-) -> Result<&'static str, EngineError> {
-    let next = orders::advance(&deps.db, &order.id, current, record).await?;
+) -> Result<(&'static str, StoredDelivery), EngineError> {
+    let peek = next_mail_key(step::next(current), order, invoice.as_deref());
+    let advanced = retry_step(deps, current, || async {
+        orders::advance(&deps.db, &order.id, current, record, peek.as_deref())
+            .await
+            .map_err(EngineError::from)
+    })
+    .await?;
     if let Some(invoice) = invoice {
         record.apply_to(invoice);
     }
-    Ok(next)
+    if let Some(notification) = advanced.announced {
+        metrics::enqueued(ActorKind::NotificationBus);
+        deps.bus.do_send(Announce(notification));
+    }
+    Ok((advanced.next, advanced.peeked))
+}
+
+/// The dedupe key of the mail step `next` sends, if it sends one.
+fn next_mail_key(next: &str, order: &Commande, invoice: Option<&Invoice>) -> Option<String> {
+    match next {
+        step::MAIL => invoice.map(customer_mail_key),
+        step::NOTIFY => Some(notifications::admin_mail_key(&payment_notice_key(order))),
+        _ => None,
+    }
+}
+
+/// The customer's invoice mail: sent once per invoice.
+fn customer_mail_key(invoice: &Invoice) -> String {
+    format!("invoice:{}", invoice.id)
+}
+
+/// The admins' notice of the order's payment (and, through it, their mail).
+fn payment_notice_key(order: &Commande) -> String {
+    format!("payment:{}", order.id)
 }
 
 /// Leaves a step that the environment made fail (mail server, storage, database) for the
@@ -385,6 +441,7 @@ async fn run_step(
     customer: &User,
     invoice: Option<&Invoice>,
     pdf: Option<&[u8]>,
+    stored: StoredDelivery,
 ) -> Result<Finished, EngineError> {
     let nothing = |()| Finished::Record(StepRecord::Nothing);
     let invoice_of = || {
@@ -398,12 +455,12 @@ async fn run_step(
         step::RENDER => render_and_store(deps, invoice_of()?)
             .await
             .map(|(record, bytes)| Finished::Stored { record, bytes }),
-        step::MAIL => mail_customer(deps, order, customer, invoice_of()?, pdf)
+        step::MAIL => mail_customer(deps, order, customer, invoice_of()?, pdf, stored)
             .await
             .map(Finished::Record),
-        step::NOTIFY => notify_admins(deps, order, customer, invoice)
+        step::NOTIFY => notify_admins(deps, order, customer, invoice, stored)
             .await
-            .map(nothing),
+            .map(Finished::Record),
         other => Err(EngineError::Corrupt(format!(
             "unknown pipeline step {other}"
         ))),
@@ -582,6 +639,7 @@ async fn mail_customer(
     customer: &User,
     invoice: &Invoice,
     rendered: Option<&[u8]>,
+    stored: StoredDelivery,
 ) -> Result<StepRecord, EngineError> {
     let pdf = match rendered {
         Some(bytes) => bytes.to_vec(),
@@ -603,10 +661,19 @@ async fn mail_customer(
     .attachment(Attachment::invoice_pdf(&invoice.number, pdf))
     .invoice_id(invoice.id.clone())
     .commande_id(order.id.clone())
-    .dedupe_key(format!("invoice:{}", invoice.id));
-    send_mail(deps, mail).await?;
+    .dedupe_key(customer_mail_key(invoice))
+    .stored(stored);
+    metrics::enqueued(ActorKind::Mailer);
+    let delivery = match deps.mailer.send(SendDeferred(mail)).await?? {
+        Deferred::Sent(delivery) => Some(delivery),
+        Deferred::Recorded(outcome) => {
+            sent_or_failed(deps, outcome).await?;
+            None
+        }
+    };
     Ok(StepRecord::InvoiceSent {
         invoice_id: invoice.id.clone(),
+        delivery,
     })
 }
 
@@ -630,33 +697,50 @@ pub async fn read_stored_pdf(
     Ok(Some(bytes))
 }
 
+/// Mails the admins and prepares their notification; both are recorded with the step's
+/// advance.
 async fn notify_admins(
     deps: &OrderDeps,
     order: &Commande,
     customer: &User,
     invoice: Option<&Invoice>,
-) -> Result<(), EngineError> {
-    publish(
-        deps,
-        DomainEvent::PaymentReceived {
-            commande_id: order.id.clone(),
-            customer_name: format!("{} {}", customer.prenom, customer.nom),
-            customer_email: customer.email.clone(),
-            amount: Cents(order.amount_cents),
-            order_title: order.titre.clone(),
-            guest: order.is_guest,
-            stripe_session_id: order.stripe_session_id.clone(),
-            invoice_id: invoice.map(|i| i.id.clone()),
-            invoice_number: invoice.map(|i| i.number.clone()),
-        },
-        format!("payment:{}", order.id),
-    )
-    .await
+    stored: StoredDelivery,
+) -> Result<StepRecord, EngineError> {
+    let event = DomainEvent::PaymentReceived {
+        commande_id: order.id.clone(),
+        customer_name: format!("{} {}", customer.prenom, customer.nom),
+        customer_email: customer.email.clone(),
+        amount: Cents(order.amount_cents),
+        order_title: order.titre.clone(),
+        guest: order.is_guest,
+        stripe_session_id: order.stripe_session_id.clone(),
+        invoice_id: invoice.map(|i| i.id.clone()),
+        invoice_number: invoice.map(|i| i.number.clone()),
+    };
+    metrics::enqueued(ActorKind::NotificationBus);
+    let notice = deps
+        .bus
+        .send(PrepareNotice {
+            event,
+            dedupe_key: payment_notice_key(order),
+            stored,
+        })
+        .await??;
+    Ok(StepRecord::Notified {
+        notification: notice.notification,
+        delivery: notice.delivery,
+    })
 }
 
 async fn send_mail(deps: &OrderDeps, mail: OutgoingMail) -> Result<(), EngineError> {
     metrics::enqueued(ActorKind::Mailer);
     let outcome = deps.mailer.send(SendMail(mail)).await??;
+    sent_or_failed(deps, outcome).await
+}
+
+/// `Ok` for a mail sent; otherwise the admins are told (once per delivery) and the
+/// failure comes back.
+async fn sent_or_failed(deps: &OrderDeps, outcome: DeliveryOutcome) -> Result<(), EngineError> {
     if outcome.is_sent() {
         return Ok(());
     }

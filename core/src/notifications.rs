@@ -12,7 +12,7 @@
 //! row's, so a subscriber following `list_since(cursor)` never skips a row that commits
 //! after it has read a later one.
 
-use chrono::{Duration, NaiveDateTime};
+use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 use serde::{Deserialize, Serialize};
@@ -446,6 +446,79 @@ pub struct Recorded {
     pub admin_mail: Option<DeliveryOutcome>,
 }
 
+/// The dedupe key of the admin mail for the notification published under `notice_key`.
+pub fn admin_mail_key(notice_key: &str) -> String {
+    format!("admin:{notice_key}")
+}
+
+/// The row `event` is stored as, not written yet: [`NotificationStore::record`] writes it,
+/// or a caller's own transaction with `insert_notification!` (the order pipeline records
+/// the payment's notification with the step that announced it).
+pub fn prepare(event: &DomainEvent, dedupe_key: Option<&str>) -> Result<Notification, DbError> {
+    let rendered = event.notification();
+    let data = serde_json::to_string(event)
+        .map_err(|e| DbError::Corrupt(format!("notification data: {e}")))?;
+    Ok(Notification {
+        id: new_id(),
+        kind: rendered.kind.as_str().to_owned(),
+        title: rendered.title,
+        message: rendered.message,
+        priority: rendered.priority.as_str().to_owned(),
+        data,
+        is_read: false,
+        dedupe_key: dedupe_key.map(str::to_owned),
+        created_at: now(),
+    })
+}
+
+/// Inside a transaction (either engine; `$postgres` says which): inserts a [`prepare`]d
+/// notification with a `created_at` strictly after every stored row's (see the module
+/// documentation). Evaluates to `(row, true)`, or, when its dedupe key is used already, to
+/// `(existing row, false)` with nothing stored.
+macro_rules! insert_notification {
+    ($conn:ident, $row:expr, $postgres:expr) => {{
+        use $crate::db::schema::notifications as n;
+        let row: &$crate::db::models::Notification = $row;
+        if $postgres {
+            // Serializes inserts so `created_at` order is commit order (see module docs).
+            diesel::sql_query("LOCK TABLE notifications IN SHARE ROW EXCLUSIVE MODE")
+                .execute($conn)
+                .await?;
+        }
+        let last: Option<chrono::NaiveDateTime> = n::table
+            .select(diesel::dsl::max(n::created_at))
+            .first($conn)
+            .await?;
+        let at = $crate::db::now();
+        let fresh = $crate::db::models::Notification {
+            created_at: match last {
+                Some(last) if last >= at => last + chrono::Duration::microseconds(1),
+                _ => at,
+            },
+            ..row.clone()
+        };
+        // A used dedupe key is found by the insert's conflict, in the same transaction: a
+        // separate look-up first would cost every new notification one more round trip.
+        let inserted = diesel::insert_into(n::table)
+            .values(&fresh)
+            .on_conflict(n::dedupe_key)
+            .do_nothing()
+            .execute($conn)
+            .await?;
+        if inserted == 1 {
+            (fresh, true)
+        } else {
+            let existing: $crate::db::models::Notification = n::table
+                .filter(n::dedupe_key.eq(row.dedupe_key.as_deref()))
+                .select($crate::db::models::Notification::as_select())
+                .first($conn)
+                .await?;
+            (existing, false)
+        }
+    }};
+}
+pub(crate) use insert_notification;
+
 /// The `notifications` table. Cheap to clone.
 #[derive(Clone)]
 pub struct NotificationStore {
@@ -464,59 +537,12 @@ impl NotificationStore {
         event: &DomainEvent,
         dedupe_key: Option<&str>,
     ) -> Result<(Notification, bool), DbError> {
-        let rendered = event.notification();
-        let data = serde_json::to_string(event)
-            .map_err(|e| DbError::Corrupt(format!("notification data: {e}")))?;
-        let row = Notification {
-            id: new_id(),
-            kind: rendered.kind.as_str().to_owned(),
-            title: rendered.title,
-            message: rendered.message,
-            priority: rendered.priority.as_str().to_owned(),
-            data,
-            is_read: false,
-            dedupe_key: dedupe_key.map(str::to_owned),
-            created_at: now(),
-        };
-        // A used dedupe key is found by the insert's conflict below, in the same transaction:
-        // a separate look-up first would cost every new notification one more round trip.
-        let postgres = !self.db.is_sqlite();
+        let row = prepare(event, dedupe_key)?;
         let row = &row;
-        with_write_tx!(self.db, |conn| {
-            if postgres {
-                // Serializes inserts so `created_at` order is commit order (see module docs).
-                diesel::sql_query("LOCK TABLE notifications IN SHARE ROW EXCLUSIVE MODE")
-                    .execute(conn)
-                    .await?;
-            }
-            let last: Option<NaiveDateTime> = n::table
-                .select(diesel::dsl::max(n::created_at))
-                .first(conn)
-                .await?;
-            let at = now();
-            let fresh = Notification {
-                created_at: match last {
-                    Some(last) if last >= at => last + Duration::microseconds(1),
-                    _ => at,
-                },
-                ..row.clone()
-            };
-            let inserted = diesel::insert_into(n::table)
-                .values(&fresh)
-                .on_conflict(n::dedupe_key)
-                .do_nothing()
-                .execute(conn)
-                .await?;
-            if inserted == 1 {
-                return Ok((fresh, true));
-            }
-            let existing: Notification = n::table
-                .filter(n::dedupe_key.eq(row.dedupe_key.as_deref()))
-                .select(Notification::as_select())
-                .first(conn)
-                .await?;
-            Ok((existing, false))
-        })
+        let postgres = !self.db.is_sqlite();
+        with_write_tx!(self.db, |conn| Ok(insert_notification!(
+            conn, row, postgres
+        )))
     }
 
     /// [`record`](Self::record), then, for an important event, mails [`admin_mail`] to

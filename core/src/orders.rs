@@ -9,9 +9,12 @@ use chrono::{Duration, NaiveDateTime};
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 
-use crate::db::models::{Commande, Invoice, OrderStep, PendingCommande, User, WebhookEvent};
+use crate::db::models::{
+    Commande, EmailDelivery, Invoice, Notification, OrderStep, PendingCommande, User, WebhookEvent,
+};
 use crate::db::schema::{commandes, files, order_steps, pending_commandes, users};
 use crate::db::{new_id, now, Db, DbError};
+use crate::mail::{Finished, StoredDelivery};
 use crate::stripe::{EventKind, StripeEvent};
 use crate::{with_conn, with_write_tx};
 
@@ -389,17 +392,28 @@ pub struct Processed {
     pub effect: Effect,
     /// The paid order's pipeline, claimed for the caller in the same transaction (`None`
     /// when nothing is left to drive or another process holds it).
-    pub claimed: Option<Commande>,
+    pub claimed: Option<Claimed>,
+}
+
+/// An order whose pipeline this process claimed, with its customer, read in the claim's
+/// transaction: the pipeline needs both, and on SQLite every separate read is one more
+/// wait for the pipeline's single connection.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    pub order: Commande,
+    /// `None` only if the order's user is gone (a corrupt database).
+    pub customer: Option<User>,
 }
 
 /// Inside a write transaction (either engine): takes the order's pipeline for `$owner`
-/// until `$lease` from now. Evaluates to the claimed order (`Option<Commande>`): `None`
-/// when another process holds it, or when there is nothing to drive.
+/// until `$lease` from now. Evaluates to the claimed order with its customer
+/// (`Option<Claimed>`): `None` when another process holds it, or when there is nothing to
+/// drive.
 macro_rules! claim_pipeline_row {
     ($conn:ident, $commande_id:expr, $owner:expr, $lease:expr) => {{
         let (commande_id, owner, lease): (&str, &str, Duration) = ($commande_id, $owner, $lease);
         let t = now();
-        diesel::update(
+        let claimed: Option<Commande> = diesel::update(
             commandes::table
                 .filter(commandes::id.eq(commande_id))
                 .filter(commandes::pipeline.is_not_null())
@@ -418,7 +432,19 @@ macro_rules! claim_pipeline_row {
         .returning(Commande::as_returning())
         .get_result(&mut *$conn)
         .await
-        .optional()?
+        .optional()?;
+        match claimed {
+            Some(order) => {
+                let customer: Option<User> = users::table
+                    .find(&order.user_id)
+                    .select(User::as_select())
+                    .first(&mut *$conn)
+                    .await
+                    .optional()?;
+                Some(Claimed { order, customer })
+            }
+            None => None,
+        }
     }};
 }
 
@@ -505,7 +531,7 @@ pub async fn claim_pipeline(
     commande_id: &str,
     owner: &str,
     lease: Duration,
-) -> Result<Option<Commande>, DbError> {
+) -> Result<Option<Claimed>, DbError> {
     with_conn!(db, write, |conn| Ok::<_, DbError>(claim_pipeline_row!(
         conn,
         commande_id,
@@ -553,9 +579,9 @@ macro_rules! advance_rows {
 }
 pub(crate) use {advance_rows, record_step};
 
-/// What a finished step leaves on the order's invoice, recorded by [`advance`] in the
-/// transaction that moves the pipeline on: one commit per step instead of two.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What a finished step leaves, recorded by [`advance`] in the transaction that moves the
+/// pipeline on: one commit per step instead of two or three.
+#[derive(Debug, Clone, PartialEq)]
 pub enum StepRecord {
     /// Nothing beyond the step itself.
     Nothing,
@@ -566,9 +592,19 @@ pub enum StepRecord {
         sha256: String,
         size: i64,
     },
-    /// The customer was sent the invoice: GENERATED becomes SENT. A status an admin set
-    /// meanwhile (PAID, CANCELLED...) stays.
-    InvoiceSent { invoice_id: String },
+    /// The customer was sent the invoice: GENERATED becomes SENT (a status an admin set
+    /// meanwhile, PAID, CANCELLED..., stays), and the mail's delivery is written (`None`
+    /// when it was sent and recorded before).
+    InvoiceSent {
+        invoice_id: String,
+        delivery: Option<Finished>,
+    },
+    /// The admins were told: the notification (from [`crate::notifications::prepare`]) and
+    /// their mail's delivery (`None` when there was no mail or it was recorded before).
+    Notified {
+        notification: Notification,
+        delivery: Option<Finished>,
+    },
 }
 
 impl StepRecord {
@@ -591,19 +627,37 @@ impl StepRecord {
     }
 }
 
+/// What [`advance`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Advanced {
+    /// The step the pipeline is at now.
+    pub next: &'static str,
+    /// The notification of a [`StepRecord::Notified`], when it was stored now (not before,
+    /// under the same dedupe key): the one to announce to live listeners.
+    pub announced: Option<Notification>,
+    /// The delivery stored under the dedupe key `advance` was asked to peek at.
+    pub peeked: StoredDelivery,
+}
+
 /// Records that `current` finished, with what it leaves (`record`), and moves the pipeline
-/// to the next step, in one transaction (see `advance_rows!`).
+/// to the next step, in one transaction (see `advance_rows!`). With `peek`, also reads the
+/// delivery stored under that dedupe key: the next step's mail, whose sender then need not.
 pub async fn advance(
     db: &Db,
     commande_id: &str,
     current: &str,
     record: &StepRecord,
-) -> Result<&'static str, DbError> {
+    peek: Option<&str>,
+) -> Result<Advanced, DbError> {
     use crate::db::schema::invoices;
     use crate::invoices::InvoiceStatus;
+    use crate::mail::deliveries::upsert_delivery;
+    use crate::notifications::insert_notification;
+    let postgres = !db.is_sqlite();
     with_write_tx!(db, |conn| {
+        let mut announced = None;
         match record {
-            StepRecord::Nothing => 0,
+            StepRecord::Nothing => {}
             StepRecord::PdfStored {
                 invoice_id,
                 path,
@@ -618,9 +672,15 @@ pub async fn advance(
                         invoices::updated_at.eq(now()),
                     ))
                     .execute(conn)
-                    .await?
+                    .await?;
             }
-            StepRecord::InvoiceSent { invoice_id } => {
+            StepRecord::InvoiceSent {
+                invoice_id,
+                delivery,
+            } => {
+                if let Some(delivery) = delivery {
+                    upsert_delivery!(conn, delivery);
+                }
                 diesel::update(
                     invoices::table
                         .find(invoice_id)
@@ -631,10 +691,39 @@ pub async fn advance(
                     invoices::updated_at.eq(now()),
                 ))
                 .execute(conn)
-                .await?
+                .await?;
+            }
+            StepRecord::Notified {
+                notification,
+                delivery,
+            } => {
+                // The notifications' lock first, as every other insert takes it (PostgreSQL).
+                let (stored, created) = insert_notification!(conn, notification, postgres);
+                announced = created.then_some(stored);
+                if let Some(delivery) = delivery {
+                    upsert_delivery!(conn, delivery);
+                }
+            }
+        }
+        let next = advance_rows!(conn, commande_id, current);
+        let peeked = match peek {
+            None => StoredDelivery::Unknown,
+            Some(key) => {
+                use crate::db::schema::email_deliveries as ed;
+                let row: Option<EmailDelivery> = ed::table
+                    .filter(ed::dedupe_key.eq(key))
+                    .select(EmailDelivery::as_select())
+                    .first(conn)
+                    .await
+                    .optional()?;
+                StoredDelivery::Read(row.map(Box::new))
             }
         };
-        Ok(advance_rows!(conn, commande_id, current))
+        Ok(Advanced {
+            next,
+            announced,
+            peeked,
+        })
     })
 }
 

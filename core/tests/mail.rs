@@ -8,8 +8,8 @@ use chrono::NaiveDate;
 use facture_core::config::{self, MailTransportKind, Settings};
 use facture_core::db::Db;
 use facture_core::mail::{
-    AlertDetail, Attachment, DeliveryStatus, MailContent, MailError, Mailer, OutgoingMail,
-    Templates,
+    AlertDetail, Attachment, Deferred, DeliveryStatus, MailContent, MailError, Mailer,
+    OutgoingMail, Templates,
 };
 use facture_core::money::Cents;
 use facture_core::testkit::db::TestDb;
@@ -648,6 +648,66 @@ async fn a_sent_dedupe_key_is_not_sent_again_and_an_unsent_one_is_reused() {
     let (rows, total) = mailer.deliveries().list(None, 1, 50).await.unwrap();
     assert_eq!(total, 2);
     assert_eq!(rows.len(), 2);
+}
+
+#[tokio::test]
+async fn a_deferred_send_leaves_its_row_to_the_caller_and_records_failures_at_once() {
+    let test_db = TestDb::new();
+    let sink = SmtpSink::start().await;
+    let s = smtp_settings(&sink, 1);
+    let mailer = mailer(&s, test_db.connect().await);
+    let keyed = |key: &str| confirmation_mail("emilie@example.fr").dedupe_key(key);
+
+    // Sent, but nothing is written until the caller writes it.
+    let Deferred::Sent(finished) = mailer.send_deferred(keyed("invoice:1")).await.unwrap() else {
+        panic!("a message the server accepts comes back to record");
+    };
+    sink.wait_for(1, Duration::from_secs(5)).await;
+    assert_eq!(finished.delivery().status, "sent");
+    assert_eq!(finished.delivery().attempts, 1);
+    let deliveries = mailer.deliveries();
+    assert!(deliveries
+        .find_by_dedupe_key("invoice:1")
+        .await
+        .unwrap()
+        .is_none());
+
+    // Unrecorded, the key is still free: a re-drive sends again (at least once).
+    let Deferred::Sent(again) = mailer.send_deferred(keyed("invoice:1")).await.unwrap() else {
+        panic!("an unrecorded send does not count as sent");
+    };
+    assert_eq!(sink.wait_for(2, Duration::from_secs(5)).await.len(), 2);
+    let stored = deliveries.write(&again).await.unwrap();
+    assert_eq!(stored.status, "sent");
+    assert!(stored.sent_at.is_some());
+
+    // Recorded, it is never sent again.
+    let Deferred::Recorded(outcome) = mailer.send_deferred(keyed("invoice:1")).await.unwrap()
+    else {
+        panic!("a recorded send is found by its key");
+    };
+    assert!(outcome.already_sent);
+    assert_eq!(outcome.delivery_id, stored.id);
+
+    // A refusal is written at once, for the admins to see, and comes back as it is stored.
+    sink.set_mode(SinkMode::Reject550);
+    let Deferred::Recorded(failed) = mailer.send_deferred(keyed("invoice:2")).await.unwrap() else {
+        panic!("a failed send is recorded by the mailer");
+    };
+    assert_eq!(failed.status, DeliveryStatus::Failed);
+    assert!(failed.permanent);
+    let row = deliveries
+        .find_by_dedupe_key("invoice:2")
+        .await
+        .unwrap()
+        .expect("the failure is stored");
+    assert_eq!(row.status, "failed");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        sink.messages().len(),
+        2,
+        "the refused message was not delivered"
+    );
 }
 
 #[tokio::test]

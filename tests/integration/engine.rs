@@ -331,6 +331,97 @@ async fn a_crash_between_render_and_mail_is_finished_after_restart_exactly_once(
 }
 
 #[actix_web::test]
+async fn admins_see_a_payment_while_their_mail_is_refused_and_get_the_mail_once_when_it_recovers() {
+    let smtp = SmtpSink::start().await;
+    let app = spawn_app_with(|f| with_smtp(&smtp)(f).merge(("engine.halt_before", "notify"))).await;
+    let order = customer_order(&app, "admins@example.fr", 5_000).await;
+    let (status, _) = app
+        .deliver(completed(&evt(), &session_of(&order), 5_000))
+        .await;
+    assert_eq!(status, 200);
+    eventually("the mail step to finish", WAIT, || async {
+        let c = orders::find(&app.db, &order.id).await.unwrap()?;
+        (c.pipeline.as_deref() == Some(step::NOTIFY)).then_some(())
+    })
+    .await;
+    // The customer's mail was recorded with the step that sent it.
+    let invoice = invoices::find_by_commande(&app.db, &order.id)
+        .await
+        .unwrap()
+        .unwrap();
+    let deliveries = Deliveries::new(app.db.clone());
+    let to_customer = deliveries
+        .find_by_dedupe_key(&format!("invoice:{}", invoice.id))
+        .await
+        .unwrap()
+        .expect("the customer's delivery is recorded");
+    assert_eq!(to_customer.status, "sent");
+    assert_eq!(invoice.status, "SENT");
+    let (test_db, dir) = app.stop().await;
+
+    // Restarted while the mail server refuses: the admin mail fails and the step is parked,
+    // but the payment's notification is in the app.
+    smtp.set_mode(SinkMode::Tempfail451);
+    let app = spawn_app_on(test_db, dir, with_smtp(&smtp)).await;
+    let admin_key = format!("admin:payment:{}", order.id);
+    let failed = eventually("the admin mail to fail", WAIT, || async {
+        let d = deliveries.find_by_dedupe_key(&admin_key).await.unwrap()?;
+        (d.status == "failed").then_some(d)
+    })
+    .await;
+    let parked = orders::find(&app.db, &order.id).await.unwrap().unwrap();
+    assert_eq!(parked.pipeline.as_deref(), Some(step::NOTIFY));
+    let store = NotificationStore::new(app.db.clone());
+    let notice = store
+        .find_by_dedupe_key(&format!("payment:{}", order.id))
+        .await
+        .unwrap()
+        .expect("the notification is stored while the mail fails");
+    assert_eq!(notice.kind, "PAYMENT");
+
+    // The server recovers: the admin mail goes once, on the same delivery, and the
+    // notification is not stored twice.
+    smtp.set_mode(SinkMode::Accept);
+    eventually("the order to be done", WAIT, || async {
+        let c = orders::find(&app.db, &order.id).await.unwrap()?;
+        (c.pipeline.as_deref() == Some(step::DONE)).then_some(())
+    })
+    .await;
+    let sent = deliveries
+        .find_by_dedupe_key(&admin_key)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(sent.id, failed.id);
+    assert_eq!(sent.status, "sent");
+    assert!(sent.attempts > failed.attempts);
+    let admin = app.settings.mail.admin.clone();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mails = smtp.messages();
+    assert_eq!(
+        mails
+            .iter()
+            .filter(|m| m.recipients == [admin.clone()])
+            .count(),
+        1
+    );
+    assert_eq!(
+        mails
+            .iter()
+            .filter(|m| m.recipients == ["admins@example.fr"])
+            .count(),
+        1,
+        "the customer was mailed once, before the restart"
+    );
+    let (payments, _) = store.list(false, 1, 50).await.unwrap();
+    assert_eq!(
+        payments.iter().filter(|n| n.kind == "PAYMENT").count(),
+        1,
+        "one notification for the payment"
+    );
+}
+
+#[actix_web::test]
 async fn a_late_failure_never_unpays_and_orphans_are_kept() {
     let app = spawn_app_with(|f| f).await;
     let order = customer_order(&app, "late@example.fr", 3_000).await;

@@ -2,7 +2,6 @@
 //! invoice, order, status, attempts, last error, sent time), and the queries the admin
 //! API lists them with.
 
-use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 use serde::{Deserialize, Serialize};
@@ -64,6 +63,20 @@ pub(crate) struct NewDelivery<'a> {
     pub invoice_id: Option<&'a str>,
     pub commande_id: Option<&'a str>,
     pub dedupe_key: Option<&'a str>,
+    /// The row under `dedupe_key`, when the caller read it already.
+    pub stored: &'a StoredDelivery,
+}
+
+/// What a sender knows of the delivery stored under its mail's dedupe key.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum StoredDelivery {
+    /// Nothing: the mailer reads it before sending.
+    #[default]
+    Unknown,
+    /// Read by the caller in the transaction that led to this send (this row, or none):
+    /// the order pipeline reads it with the step before the mail, and spares its single
+    /// SQLite connection one more turn.
+    Read(Option<Box<EmailDelivery>>),
 }
 
 /// The row to send with, or the proof it was already sent.
@@ -155,7 +168,8 @@ impl Deliveries {
     }
 
     /// The row a new message will be recorded under (status `queued`), not yet written:
-    /// [`finish`](Self::finish) writes it once the send is over, in one statement. With a
+    /// [`write`](Self::write) writes it once the send is over ([`Finished`]), in one
+    /// statement. With a
     /// dedupe key whose row exists: returns it as already sent if it is `sent`; otherwise
     /// takes it over (describes the new message, attempts kept).
     ///
@@ -174,9 +188,16 @@ impl Deliveries {
             updated_at: at,
             ..base
         };
-        let existing = match new.dedupe_key {
-            Some(key) => self.find_by_dedupe_key(key).await?,
-            None => None,
+        let existing = match (new.dedupe_key, new.stored) {
+            (None, _) => None,
+            (Some(key), StoredDelivery::Read(row))
+                if row
+                    .as_ref()
+                    .is_none_or(|r| r.dedupe_key.as_deref() == Some(key)) =>
+            {
+                row.as_deref().cloned()
+            }
+            (Some(key), _) => self.find_by_dedupe_key(key).await?,
         };
         Ok(match existing {
             Some(row) if row.status == DeliveryStatus::Sent.as_str() => Opened::AlreadySent(row),
@@ -233,61 +254,96 @@ impl Deliveries {
         })
     }
 
-    /// Records the end of a send of `row` (from [`open`](Self::open) or
-    /// [`reopen`](Self::reopen)): final status, `attempts` more attempts, the last error
-    /// (cleared on success), `sent_at` when sent. Inserts the row, or updates the stored one
-    /// (same dedupe key, or same id for a row without a key). Returns the row as stored.
-    pub(crate) async fn finish(
-        &self,
+    /// Writes a finished delivery in a transaction of its own.
+    pub async fn write(&self, finished: &Finished) -> Result<EmailDelivery, DbError> {
+        with_conn!(self.db, write, |conn| Ok::<_, DbError>(upsert_delivery!(
+            conn, finished
+        )))
+    }
+}
+
+/// A delivery whose send is over, not written yet: [`Deliveries::write`] writes it, or a
+/// caller's own transaction with `upsert_delivery!` (the order pipeline records a mail with
+/// the step that sent it, in one commit).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Finished {
+    /// The row as inserted when none is stored yet.
+    pub(crate) row: EmailDelivery,
+    /// Attempts this send made, added to a stored row's.
+    pub(crate) added: i32,
+}
+
+impl Finished {
+    /// `row` (from [`Deliveries::open`] or [`Deliveries::reopen`]) once its send ended: final
+    /// status, `attempts` more attempts, the last error (cleared on success), `sent_at` when
+    /// sent.
+    pub(crate) fn new(
         row: &EmailDelivery,
         status: DeliveryStatus,
         attempts: u32,
         last_error: Option<&str>,
-    ) -> Result<EmailDelivery, DbError> {
+    ) -> Self {
         let at = now();
-        let sent_at: Option<NaiveDateTime> = (status == DeliveryStatus::Sent).then_some(at);
         let added = i32::try_from(attempts).unwrap_or(i32::MAX);
-        let inserted = EmailDelivery {
-            status: status.as_str().to_owned(),
-            attempts: row.attempts.saturating_add(added),
-            last_error: last_error.map(str::to_owned),
-            sent_at,
-            updated_at: at,
-            ..row.clone()
-        };
+        Finished {
+            row: EmailDelivery {
+                status: status.as_str().to_owned(),
+                attempts: row.attempts.saturating_add(added),
+                last_error: last_error.map(str::to_owned),
+                sent_at: (status == DeliveryStatus::Sent).then_some(at),
+                updated_at: at,
+                ..row.clone()
+            },
+            added,
+        }
+    }
+
+    /// The delivery as it will be stored (its attempts counted from the row it was opened
+    /// with).
+    pub fn delivery(&self) -> &EmailDelivery {
+        &self.row
+    }
+}
+
+/// Inside a transaction (either engine): writes a [`Finished`] delivery. Inserts the row,
+/// or updates the stored one: the one with the same dedupe key (whoever created it), or,
+/// for a delivery without a key, the one with the same id (a retried delivery). Evaluates
+/// to the row as stored.
+macro_rules! upsert_delivery {
+    ($conn:ident, $finished:expr) => {{
+        use $crate::db::schema::email_deliveries as ed;
+        let finished: &$crate::mail::deliveries::Finished = $finished;
+        let row = &finished.row;
         let update = (
             ed::kind.eq(&row.kind),
             ed::recipient.eq(&row.recipient),
             ed::subject.eq(&row.subject),
             ed::invoice_id.eq(&row.invoice_id),
             ed::commande_id.eq(&row.commande_id),
-            ed::status.eq(status.as_str()),
-            ed::attempts.eq(ed::attempts + added),
-            ed::last_error.eq(last_error),
-            ed::sent_at.eq(sent_at),
-            ed::updated_at.eq(at),
+            ed::status.eq(&row.status),
+            ed::attempts.eq(ed::attempts + finished.added),
+            ed::last_error.eq(&row.last_error),
+            ed::sent_at.eq(row.sent_at),
+            ed::updated_at.eq(row.updated_at),
         );
-        // The stored row is the one with the same dedupe key (whoever created it), or, for a
-        // delivery without a key, the one with the same id (a retried delivery).
-        macro_rules! upsert_on {
-            ($conn:ident, $target:expr) => {
-                diesel::insert_into(ed::table)
-                    .values(&inserted)
-                    .on_conflict($target)
-                    .do_update()
-                    .set(update)
-                    .returning(EmailDelivery::as_returning())
-                    .get_result($conn)
-                    .await
-            };
+        let insert = diesel::insert_into(ed::table).values(row);
+        if row.dedupe_key.is_some() {
+            insert
+                .on_conflict(ed::dedupe_key)
+                .do_update()
+                .set(update)
+                .returning($crate::db::models::EmailDelivery::as_returning())
+                .get_result($conn)
+                .await?
+        } else {
+            insert
+                .on_conflict(ed::id)
+                .do_update()
+                .set(update)
+                .returning($crate::db::models::EmailDelivery::as_returning())
+                .get_result($conn)
+                .await?
         }
-        let keyed = row.dedupe_key.is_some();
-        with_conn!(self.db, write, |conn| {
-            if keyed {
-                upsert_on!(conn, ed::dedupe_key)
-            } else {
-                upsert_on!(conn, ed::id)
-            }
-        })
-    }
+    }};
 }
+pub(crate) use upsert_delivery;

@@ -18,7 +18,9 @@ use lettre::message::header::ContentType;
 use lettre::message::{Attachment as MimeAttachment, Mailbox, MultiPart};
 use lettre::Message;
 
-use super::deliveries::{Deliveries, DeliveryStatus, NewDelivery, Opened};
+use super::deliveries::{
+    Deliveries, DeliveryStatus, Finished, NewDelivery, Opened, StoredDelivery,
+};
 use super::retry::{self, RetryPolicy};
 use super::templates::{MailContent, RenderedMail, Templates};
 use super::transport::{FileLabel, SendError, Transport};
@@ -57,6 +59,8 @@ pub struct OutgoingMail {
     pub commande_id: Option<String>,
     /// At most one delivery is ever *sent* per key (see [`Mailer::send`]).
     pub dedupe_key: Option<String>,
+    /// The row stored under `dedupe_key`, if the caller read it already.
+    pub stored: StoredDelivery,
 }
 
 impl OutgoingMail {
@@ -68,6 +72,7 @@ impl OutgoingMail {
             invoice_id: None,
             commande_id: None,
             dedupe_key: None,
+            stored: StoredDelivery::Unknown,
         }
     }
 
@@ -88,6 +93,12 @@ impl OutgoingMail {
 
     pub fn dedupe_key(mut self, key: impl Into<String>) -> Self {
         self.dedupe_key = Some(key.into());
+        self
+    }
+
+    /// What the caller read under the dedupe key (see [`StoredDelivery::Read`]).
+    pub fn stored(mut self, stored: StoredDelivery) -> Self {
+        self.stored = stored;
         self
     }
 }
@@ -125,6 +136,16 @@ impl DeliveryOutcome {
     pub fn is_sent(&self) -> bool {
         self.status == DeliveryStatus::Sent
     }
+}
+
+/// How a [`Mailer::send_deferred`] ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Deferred {
+    /// Sent now, not recorded: the caller writes it (`Deliveries::write`, or with the
+    /// step that sent it).
+    Sent(Finished),
+    /// Nothing left to record: sent before (`already_sent`), or failed and recorded.
+    Recorded(DeliveryOutcome),
 }
 
 /// Sends mail. Cheap to clone.
@@ -219,6 +240,7 @@ impl Mailer {
                 invoice_id: mail.invoice_id.as_deref(),
                 commande_id: mail.commande_id.as_deref(),
                 dedupe_key: mail.dedupe_key.as_deref(),
+                stored: &mail.stored,
             })
             .await?;
         match opened {
@@ -258,6 +280,43 @@ impl Mailer {
         }
     }
 
+    /// [`send`](Self::send), except that a message sent now is not recorded here: its row
+    /// comes back in [`Deferred::Sent`] for the caller to write in its own transaction,
+    /// with the state change the mail stands for (the order pipeline's step). Until that
+    /// commits, a re-drive sends the message again: at least once, never lost. Failures
+    /// are recorded at once, as by [`send`](Self::send).
+    pub async fn send_deferred(&self, mail: OutgoingMail) -> Result<Deferred, MailError> {
+        let rendered = self.inner.templates.render(&mail.content)?;
+        let opened = self
+            .inner
+            .deliveries
+            .open(NewDelivery {
+                kind: mail.content.kind(),
+                recipient: &mail.to,
+                subject: &rendered.subject,
+                invoice_id: mail.invoice_id.as_deref(),
+                commande_id: mail.commande_id.as_deref(),
+                dedupe_key: mail.dedupe_key.as_deref(),
+                stored: &mail.stored,
+            })
+            .await?;
+        let row = match opened {
+            Opened::AlreadySent(row) => {
+                return Ok(Deferred::Recorded(DeliveryOutcome::from_row(row, true)))
+            }
+            Opened::Ready(row) => row,
+        };
+        let (finished, permanent) = self
+            .attempt(&row, &rendered, mail.attachment.as_ref())
+            .await;
+        if finished.delivery().status == DeliveryStatus::Sent.as_str() {
+            return Ok(Deferred::Sent(finished));
+        }
+        self.record(&finished, permanent)
+            .await
+            .map(Deferred::Recorded)
+    }
+
     /// Sends `row`'s message and records how it went.
     async fn deliver(
         &self,
@@ -265,7 +324,19 @@ impl Mailer {
         rendered: &RenderedMail,
         attachment: Option<&Attachment>,
     ) -> Result<DeliveryOutcome, MailError> {
-        let (status, attempts, last_error, permanent) = match self.build(&row, rendered, attachment)
+        let (finished, permanent) = self.attempt(&row, rendered, attachment).await;
+        self.record(&finished, permanent).await
+    }
+
+    /// Sends `row`'s message, retrying transient failures, and says how it ended (not
+    /// recorded yet) and whether a failure is permanent.
+    async fn attempt(
+        &self,
+        row: &EmailDelivery,
+        rendered: &RenderedMail,
+        attachment: Option<&Attachment>,
+    ) -> (Finished, bool) {
+        let (status, attempts, last_error, permanent) = match self.build(row, rendered, attachment)
         {
             // Nothing a retry could fix; no attempt was made.
             Err(e) => (DeliveryStatus::Failed, 0, Some(e.message), true),
@@ -306,11 +377,19 @@ impl Mailer {
                 delivery = %row.id, kind = %row.kind, attempts, %error, "mail failed"
             ),
         }
+        let finished = Finished::new(row, status, attempts, last_error.as_deref());
+        (finished, permanent)
+    }
+
+    /// Writes a finished send's row, retrying a busy database: the message is out (or
+    /// failed for good), and losing its outcome would send it twice on the next re-drive.
+    async fn record(
+        &self,
+        finished: &Finished,
+        permanent: bool,
+    ) -> Result<DeliveryOutcome, MailError> {
         let deliveries = &self.inner.deliveries;
-        let recorded = retry::retry(&RECORD_POLICY, || {
-            deliveries.finish(&row, status, attempts, last_error.as_deref())
-        })
-        .await;
+        let recorded = retry::retry(&RECORD_POLICY, || deliveries.write(finished)).await;
         let stored = recorded.into_result()?;
         Ok(DeliveryOutcome {
             permanent,

@@ -14,8 +14,8 @@ pub mod smtp_pool;
 pub mod templates;
 pub mod transport;
 
-pub use deliveries::{Deliveries, DeliveryStatus};
-pub use mailer::{Attachment, DeliveryOutcome, Mailer, OutgoingMail};
+pub use deliveries::{Deliveries, DeliveryStatus, Finished, StoredDelivery};
+pub use mailer::{Attachment, Deferred, DeliveryOutcome, Mailer, OutgoingMail};
 pub use retry::{Attempted, RetryPolicy};
 pub use templates::{AlertDetail, MailContent, RenderedMail, Templates};
 pub use transport::{SendError, Transport};
