@@ -655,7 +655,6 @@ pub async fn advance(
     use crate::notifications::insert_notification;
     let postgres = !db.is_sqlite();
     with_write_tx!(db, |conn| {
-        let mut announced = None;
         match record {
             StepRecord::Nothing => {}
             StepRecord::PdfStored {
@@ -693,13 +692,7 @@ pub async fn advance(
                 .execute(conn)
                 .await?;
             }
-            StepRecord::Notified {
-                notification,
-                delivery,
-            } => {
-                // The notifications' lock first, as every other insert takes it (PostgreSQL).
-                let (stored, created) = insert_notification!(conn, notification, postgres);
-                announced = created.then_some(stored);
+            StepRecord::Notified { delivery, .. } => {
                 if let Some(delivery) = delivery {
                     upsert_delivery!(conn, delivery);
                 }
@@ -718,6 +711,15 @@ pub async fn advance(
                     .optional()?;
                 StoredDelivery::Read(row.map(Box::new))
             }
+        };
+        // Last: on PostgreSQL the insert locks the notifications table until the commit (see
+        // `notifications`), so every other notification waits for the rest of this one.
+        let announced = match record {
+            StepRecord::Notified { notification, .. } => {
+                let (stored, created) = insert_notification!(conn, notification, postgres);
+                created.then_some(stored)
+            }
+            _ => None,
         };
         Ok(Advanced {
             next,
