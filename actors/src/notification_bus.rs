@@ -126,31 +126,27 @@ impl Handler<PrepareNotice> for NotificationBus {
                     .dedupe_key(notifications::admin_mail_key(&msg.dedupe_key))
                     .stored(msg.stored);
                 metrics::enqueued(ActorKind::Mailer);
-                let outcome = match mailer.send(SendDeferred(mail)).await?? {
-                    Deferred::Sent(delivery) => {
-                        return Ok(Notice {
-                            notification,
-                            delivery: Some(delivery),
-                        })
+                let delivery = match mailer.send(SendDeferred(mail)).await?? {
+                    Deferred::Sent(delivery) => Some(delivery),
+                    Deferred::Recorded(outcome) if outcome.is_sent() => None,
+                    Deferred::Recorded(outcome) => {
+                        // The admins still see the event in the app while their mail fails.
+                        let (row, created) =
+                            store.record(&msg.event, Some(&msg.dedupe_key)).await?;
+                        if created {
+                            let _ = live.send(row);
+                        }
+                        return Err(EngineError::NotDelivered {
+                            error: outcome
+                                .last_error
+                                .unwrap_or_else(|| "admin mail not sent".into()),
+                            permanent: outcome.permanent,
+                        });
                     }
-                    Deferred::Recorded(outcome) if outcome.is_sent() => {
-                        return Ok(Notice {
-                            notification,
-                            delivery: None,
-                        })
-                    }
-                    Deferred::Recorded(outcome) => outcome,
                 };
-                // The admins still see the event in the app while their mail is failing.
-                let (row, created) = store.record(&msg.event, Some(&msg.dedupe_key)).await?;
-                if created {
-                    let _ = live.send(row);
-                }
-                Err(EngineError::NotDelivered {
-                    error: outcome
-                        .last_error
-                        .unwrap_or_else(|| "admin mail not sent".into()),
-                    permanent: outcome.permanent,
+                Ok(Notice {
+                    notification,
+                    delivery,
                 })
             }
             .await;

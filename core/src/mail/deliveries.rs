@@ -328,22 +328,23 @@ macro_rules! upsert_delivery {
         );
         let insert = diesel::insert_into(ed::table).values(row);
         if row.dedupe_key.is_some() {
-            insert
-                .on_conflict(ed::dedupe_key)
-                .do_update()
-                .set(update)
-                .returning($crate::db::models::EmailDelivery::as_returning())
-                .get_result($conn)
-                .await?
+            $crate::mail::deliveries::upsert_delivery_on!($conn, insert, ed::dedupe_key, update)
         } else {
-            insert
-                .on_conflict(ed::id)
-                .do_update()
-                .set(update)
-                .returning($crate::db::models::EmailDelivery::as_returning())
-                .get_result($conn)
-                .await?
+            $crate::mail::deliveries::upsert_delivery_on!($conn, insert, ed::id, update)
         }
     }};
 }
-pub(crate) use upsert_delivery;
+
+/// `upsert_delivery!`'s statement on one conflict target (the targets' types differ).
+macro_rules! upsert_delivery_on {
+    ($conn:ident, $insert:ident, $target:expr, $update:ident) => {
+        $insert
+            .on_conflict($target)
+            .do_update()
+            .set($update)
+            .returning($crate::db::models::EmailDelivery::as_returning())
+            .get_result($conn)
+            .await?
+    };
+}
+pub(crate) use {upsert_delivery, upsert_delivery_on};

@@ -229,6 +229,18 @@ impl Mailer {
     /// second result is recorded on the same row); callers re-driving one order step at a
     /// time never do that.
     pub async fn send(&self, mail: OutgoingMail) -> Result<DeliveryOutcome, MailError> {
+        let (rendered, opened) = self.render_and_open(&mail).await?;
+        match opened {
+            Opened::AlreadySent(row) => Ok(DeliveryOutcome::from_row(row, true)),
+            Opened::Ready(row) => self.deliver(row, &rendered, mail.attachment.as_ref()).await,
+        }
+    }
+
+    /// Renders `mail` and opens the row it will be recorded under ([`Deliveries::open`]).
+    async fn render_and_open(
+        &self,
+        mail: &OutgoingMail,
+    ) -> Result<(RenderedMail, Opened), MailError> {
         let rendered = self.inner.templates.render(&mail.content)?;
         let opened = self
             .inner
@@ -243,10 +255,7 @@ impl Mailer {
                 stored: &mail.stored,
             })
             .await?;
-        match opened {
-            Opened::AlreadySent(row) => Ok(DeliveryOutcome::from_row(row, true)),
-            Opened::Ready(row) => self.deliver(row, &rendered, mail.attachment.as_ref()).await,
-        }
+        Ok((rendered, opened))
     }
 
     /// Sends a delivery that is not `sent` again (e.g. from the admin API after a
@@ -286,20 +295,7 @@ impl Mailer {
     /// commits, a re-drive sends the message again: at least once, never lost. Failures
     /// are recorded at once, as by [`send`](Self::send).
     pub async fn send_deferred(&self, mail: OutgoingMail) -> Result<Deferred, MailError> {
-        let rendered = self.inner.templates.render(&mail.content)?;
-        let opened = self
-            .inner
-            .deliveries
-            .open(NewDelivery {
-                kind: mail.content.kind(),
-                recipient: &mail.to,
-                subject: &rendered.subject,
-                invoice_id: mail.invoice_id.as_deref(),
-                commande_id: mail.commande_id.as_deref(),
-                dedupe_key: mail.dedupe_key.as_deref(),
-                stored: &mail.stored,
-            })
-            .await?;
+        let (rendered, opened) = self.render_and_open(&mail).await?;
         let row = match opened {
             Opened::AlreadySent(row) => {
                 return Ok(Deferred::Recorded(DeliveryOutcome::from_row(row, true)))
