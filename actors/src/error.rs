@@ -1,7 +1,7 @@
 //! The engine's error: what a step can fail with, and whether retrying may help.
 
 use facture_core::db::DbError;
-use facture_core::mail::MailError;
+use facture_core::mail::{DeliveryOutcome, MailError};
 use facture_core::pdf::PdfError;
 use facture_core::storage::StorageError;
 
@@ -33,6 +33,14 @@ pub enum EngineError {
 }
 
 impl EngineError {
+    /// A mail whose delivery ended unsent: its last error, and whether retrying may help.
+    pub fn not_delivered(outcome: DeliveryOutcome) -> Self {
+        EngineError::NotDelivered {
+            error: outcome.last_error.unwrap_or_else(|| "not sent".into()),
+            permanent: outcome.permanent,
+        }
+    }
+
     /// Worth another attempt later.
     pub fn is_transient(&self) -> bool {
         match self {

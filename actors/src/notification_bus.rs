@@ -6,7 +6,7 @@ use std::time::Instant;
 use actix::prelude::*;
 use facture_core::db::models::Notification;
 use facture_core::mail::{Deferred, OutgoingMail};
-use facture_core::notifications::{self, admin_mail, is_important, NotificationStore};
+use facture_core::notifications::{self, admin_mail, is_important, DomainEvent, NotificationStore};
 use tokio::sync::broadcast;
 
 use crate::error::EngineError;
@@ -54,6 +54,17 @@ impl Supervised for NotificationBus {
     }
 }
 
+/// The mail to the admins for an important event, under the dedupe key derived from the
+/// notification's (so a re-driven step sends it at most once); `None` for the others.
+fn admin_mail_for(admin: String, event: &DomainEvent, key: Option<&str>) -> Option<OutgoingMail> {
+    let content = admin_mail(event).filter(|_| is_important(event))?;
+    let mail = OutgoingMail::new(admin, content);
+    Some(match key {
+        Some(key) => mail.dedupe_key(notifications::admin_mail_key(key)),
+        None => mail,
+    })
+}
+
 impl Handler<Publish> for NotificationBus {
     type Result = ResponseFuture<Result<(), EngineError>>;
 
@@ -71,22 +82,11 @@ impl Handler<Publish> for NotificationBus {
                     // Nobody listening is fine.
                     let _ = live.send(row);
                 }
-                if is_important(&msg.event) {
-                    if let Some(content) = admin_mail(&msg.event) {
-                        let mut mail = OutgoingMail::new(admin, content);
-                        if let Some(key) = &msg.dedupe_key {
-                            mail = mail.dedupe_key(notifications::admin_mail_key(key));
-                        }
-                        metrics::enqueued(ActorKind::Mailer);
-                        let outcome = mailer.send(SendMail(mail)).await??;
-                        if !outcome.is_sent() {
-                            return Err(EngineError::NotDelivered {
-                                error: outcome
-                                    .last_error
-                                    .unwrap_or_else(|| "admin mail not sent".into()),
-                                permanent: outcome.permanent,
-                            });
-                        }
+                if let Some(mail) = admin_mail_for(admin, &msg.event, msg.dedupe_key.as_deref()) {
+                    metrics::enqueued(ActorKind::Mailer);
+                    let outcome = mailer.send(SendMail(mail)).await??;
+                    if !outcome.is_sent() {
+                        return Err(EngineError::not_delivered(outcome));
                     }
                 }
                 Ok(())
@@ -115,16 +115,13 @@ impl Handler<PrepareNotice> for NotificationBus {
             let started = Instant::now();
             let result = async {
                 let notification = notifications::prepare(&msg.event, Some(&msg.dedupe_key))?;
-                let content = admin_mail(&msg.event).filter(|_| is_important(&msg.event));
-                let Some(content) = content else {
+                let Some(mail) = admin_mail_for(admin, &msg.event, Some(&msg.dedupe_key)) else {
                     return Ok(Notice {
                         notification,
                         delivery: None,
                     });
                 };
-                let mail = OutgoingMail::new(admin, content)
-                    .dedupe_key(notifications::admin_mail_key(&msg.dedupe_key))
-                    .stored(msg.stored);
+                let mail = mail.stored(msg.stored);
                 metrics::enqueued(ActorKind::Mailer);
                 let delivery = match mailer.send(SendDeferred(mail)).await?? {
                     Deferred::Sent(delivery) => Some(delivery),
@@ -136,12 +133,7 @@ impl Handler<PrepareNotice> for NotificationBus {
                         if created {
                             let _ = live.send(row);
                         }
-                        return Err(EngineError::NotDelivered {
-                            error: outcome
-                                .last_error
-                                .unwrap_or_else(|| "admin mail not sent".into()),
-                            permanent: outcome.permanent,
-                        });
+                        return Err(EngineError::not_delivered(outcome));
                     }
                 };
                 Ok(Notice {

@@ -751,10 +751,7 @@ async fn sent_or_failed(deps: &OrderDeps, outcome: DeliveryOutcome) -> Result<()
     if let Err(e) = publish(deps, event, key).await {
         tracing::warn!(error = %e, "delivery failure not notified");
     }
-    Err(EngineError::NotDelivered {
-        error: outcome.last_error.unwrap_or_else(|| "not sent".into()),
-        permanent: outcome.permanent,
-    })
+    Err(EngineError::not_delivered(outcome))
 }
 
 async fn publish(deps: &OrderDeps, event: DomainEvent, key: String) -> Result<(), EngineError> {
