@@ -8,7 +8,7 @@ use diesel_async::RunQueryDsl;
 
 use crate::db::models::WebhookEvent;
 use crate::db::schema::webhook_events;
-use crate::db::{new_id, now, Db, DbError};
+use crate::db::{new_id, now, Db, DbError, KeepPreparedDsl};
 use crate::{with_conn, with_write_tx};
 
 /// Event status, as stored.
@@ -94,7 +94,7 @@ pub async fn append_batch(db: &Db, events: &[NewEvent]) -> Result<Vec<Appended>,
             .await;
     }
     // PostgreSQL: every commit is durable (synchronous_commit).
-    with_write_tx!(db, |conn| append_rows!(conn, events, await))
+    with_write_tx!(db, acks, |conn| append_rows!(conn, events, await))
 }
 
 /// The statements of [`append_batch`] for a blocking SQLite connection (diesel's own
@@ -119,6 +119,7 @@ mod blocking {
 macro_rules! claim_row {
     ($conn:ident, $id:expr, $owner:expr, $lease:expr) => {{
         use $crate::db::schema::webhook_events;
+        use $crate::db::KeepPreparedDsl as _;
         let (id, owner, lease): (&str, &str, chrono::Duration) = ($id, $owner, $lease);
         let t = $crate::db::now();
         diesel::update(
@@ -138,6 +139,7 @@ macro_rules! claim_row {
             webhook_events::attempts.eq(webhook_events::attempts + 1),
         ))
         .returning($crate::db::models::WebhookEvent::as_returning())
+        .keep_prepared()
         .get_result::<$crate::db::models::WebhookEvent>($conn)
         .await
         .optional()?
@@ -148,6 +150,7 @@ macro_rules! claim_row {
 macro_rules! finish_row {
     ($conn:ident, $id:expr, $status:expr, $commande_id:expr, $error:expr) => {{
         use $crate::db::schema::webhook_events;
+        use $crate::db::KeepPreparedDsl as _;
         let (id, status, commande_id, error): (&str, &str, Option<&str>, Option<&str>) =
             ($id, $status, $commande_id, $error);
         diesel::update(webhook_events::table.find(id))
@@ -159,6 +162,7 @@ macro_rules! finish_row {
                 webhook_events::lease_owner.eq(None::<String>),
                 webhook_events::lease_expires_at.eq(None::<chrono::NaiveDateTime>),
             ))
+            .keep_prepared()
             .execute($conn)
             .await?
     }};
@@ -176,6 +180,7 @@ pub async fn release(db: &Db, id: &str, error: &str) -> Result<(), DbError> {
                 webhook_events::lease_owner.eq(None::<String>),
                 webhook_events::lease_expires_at.eq(None::<NaiveDateTime>),
             ))
+            .keep_prepared()
             .execute(conn)
             .await
     })?;

@@ -12,7 +12,7 @@ use diesel_async::RunQueryDsl;
 
 use crate::db::models::{Invoice, InvoiceSequence};
 use crate::db::schema::{invoice_sequences, invoices};
-use crate::db::{new_id, now, Db, DbError};
+use crate::db::{new_id, now, Db, DbError, KeepPreparedDsl};
 use crate::with_write_tx;
 
 /// Invoice status, as stored.
@@ -153,6 +153,7 @@ where
                 .do_update()
                 .set(invoice_sequences::last_number.eq(invoice_sequences::last_number + 1))
                 .returning(invoice_sequences::last_number)
+                .keep_prepared()
                 .get_result(conn)
                 .await?;
             let number = format_number(prefix, year, sequence);
@@ -231,6 +232,7 @@ pub async fn record_pdf(
                 invoices::pdf_size.eq(size),
                 invoices::updated_at.eq(now()),
             ))
+            .keep_prepared()
             .execute(conn)
             .await
     })?;
@@ -260,6 +262,7 @@ pub async fn set_status(
                 invoices::status.eq(next.as_str()),
                 invoices::updated_at.eq(updated_at),
             ))
+            .keep_prepared()
             .execute(conn)
             .await?;
         Ok(Ok(Invoice {

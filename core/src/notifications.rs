@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::db::models::{EmailDelivery, Notification};
 use crate::db::schema::notifications as n;
-use crate::db::{new_id, now, Db, DbError};
+use crate::db::{new_id, now, Db, DbError, KeepPreparedDsl};
 use crate::mail::{AlertDetail, DeliveryOutcome, MailContent, MailError, Mailer, OutgoingMail};
 use crate::money::Cents;
 use crate::{with_conn, with_write_tx};
@@ -649,6 +649,7 @@ impl NotificationStore {
         let updated = with_conn!(self.db, write, |conn| {
             diesel::update(n::table.find(id))
                 .set(n::is_read.eq(true))
+                .keep_prepared()
                 .execute(conn)
                 .await
         })?;
@@ -660,6 +661,7 @@ impl NotificationStore {
         with_conn!(self.db, write, |conn| {
             diesel::update(n::table.filter(n::is_read.eq(false)))
                 .set(n::is_read.eq(true))
+                .keep_prepared()
                 .execute(conn)
                 .await
         })

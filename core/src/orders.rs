@@ -13,7 +13,7 @@ use crate::db::models::{
     Commande, EmailDelivery, Invoice, Notification, OrderStep, PendingCommande, User, WebhookEvent,
 };
 use crate::db::schema::{commandes, files, order_steps, pending_commandes, users};
-use crate::db::{new_id, now, Db, DbError};
+use crate::db::{new_id, now, Db, DbError, KeepPreparedDsl};
 use crate::mail::{Finished, StoredDelivery};
 use crate::stripe::{EventKind, StripeEvent};
 use crate::{with_conn, with_write_tx};
@@ -159,6 +159,7 @@ macro_rules! customer_id_for {
 macro_rules! mark_paid_rows {
     ($conn:ident, $session:expr, $intent:expr) => {
         async {
+            use $crate::db::KeepPreparedDsl as _;
             let conn = &mut *$conn;
             let (session, intent): (&str, Option<&str>) = ($session, $intent);
             let t = now();
@@ -179,6 +180,7 @@ macro_rules! mark_paid_rows {
                             commandes::pipeline.eq(Some(step::INVOICE)),
                             commandes::updated_at.eq(t),
                         ))
+                        .keep_prepared()
                         .execute(conn)
                         .await?;
                 }
@@ -243,10 +245,12 @@ macro_rules! mark_paid_rows {
                     pending_commandes::commande_id.eq(Some(&commande.id)),
                     pending_commandes::updated_at.eq(t),
                 ))
+                .keep_prepared()
                 .execute(conn)
                 .await?;
             diesel::update(files::table.filter(files::pending_commande_id.eq(&p.id)))
                 .set(files::commande_id.eq(Some(&commande.id)))
+                .keep_prepared()
                 .execute(conn)
                 .await?;
             Ok::<Effect, DbError>(Effect::Paid {
@@ -262,6 +266,7 @@ macro_rules! mark_paid_rows {
 macro_rules! mark_failed_rows {
     ($conn:ident, $session:expr, $intent:expr) => {
         async {
+            use $crate::db::KeepPreparedDsl as _;
             let conn = &mut *$conn;
             let (session, intent): (Option<&str>, Option<&str>) = ($session, $intent);
             let mut q = commandes::table.into_boxed();
@@ -299,6 +304,7 @@ macro_rules! mark_failed_rows {
                     commandes::payment_status.eq(payment::FAILED),
                     commandes::updated_at.eq(now()),
                 ))
+                .keep_prepared()
                 .execute(conn)
                 .await?;
             Ok::<Effect, DbError>(Effect::PaymentFailed { commande_id: c.id })
@@ -311,6 +317,7 @@ macro_rules! mark_failed_rows {
 macro_rules! mark_expired_rows {
     ($conn:ident, $session:expr) => {
         async {
+            use $crate::db::KeepPreparedDsl as _;
             let conn = &mut *$conn;
             let session: &str = $session;
             let t = now();
@@ -323,6 +330,7 @@ macro_rules! mark_expired_rows {
                 pending_commandes::status.eq("expired"),
                 pending_commandes::updated_at.eq(t),
             ))
+            .keep_prepared()
             .execute(conn)
             .await?;
             let unpaid = diesel::update(
@@ -334,6 +342,7 @@ macro_rules! mark_expired_rows {
                 commandes::payment_status.eq(payment::EXPIRED),
                 commandes::updated_at.eq(t),
             ))
+            .keep_prepared()
             .execute(conn)
             .await?;
             Ok::<Effect, DbError>(if pending + unpaid > 0 {
@@ -411,6 +420,7 @@ pub struct Claimed {
 /// drive.
 macro_rules! claim_pipeline_row {
     ($conn:ident, $commande_id:expr, $owner:expr, $lease:expr) => {{
+        use $crate::db::KeepPreparedDsl as _;
         let (commande_id, owner, lease): (&str, &str, Duration) = ($commande_id, $owner, $lease);
         let t = now();
         let claimed: Option<Commande> = diesel::update(
@@ -430,6 +440,7 @@ macro_rules! claim_pipeline_row {
             commandes::lease_expires_at.eq(Some(t + lease)),
         ))
         .returning(Commande::as_returning())
+        .keep_prepared()
         .get_result(&mut *$conn)
         .await
         .optional()?;
@@ -500,6 +511,7 @@ pub async fn process_stored_event(
 macro_rules! record_step {
     ($conn:ident, $commande:expr, $step:expr, $status:expr, $error:expr, $t:expr) => {{
         use $crate::db::schema::order_steps;
+        use $crate::db::KeepPreparedDsl as _;
         diesel::insert_into(order_steps::table)
             .values((
                 order_steps::id.eq($crate::db::new_id()),
@@ -519,6 +531,7 @@ macro_rules! record_step {
                 order_steps::last_error.eq($error),
                 order_steps::finished_at.eq(Some($t)),
             ))
+            .keep_prepared()
             .execute($conn)
             .await?
     }};
@@ -547,6 +560,7 @@ pub async fn claim_pipeline(
 macro_rules! advance_rows {
     ($conn:ident, $commande:expr, $current:expr) => {{
         use $crate::db::schema::commandes;
+        use $crate::db::KeepPreparedDsl as _;
         let (commande, current): (&str, &str) = ($commande, $current);
         let next = $crate::orders::step::next(current);
         let t = $crate::db::now();
@@ -568,10 +582,15 @@ macro_rules! advance_rows {
                     commandes::lease_owner.eq(None::<String>),
                     commandes::lease_expires_at.eq(None::<chrono::NaiveDateTime>),
                 ))
+                .keep_prepared()
                 .execute($conn)
                 .await?
         } else {
-            diesel::update(at_current).set(moved).execute($conn).await?
+            diesel::update(at_current)
+                .set(moved)
+                .keep_prepared()
+                .execute($conn)
+                .await?
         };
         $crate::orders::record_step!($conn, commande, current, "done", None::<&str>, t);
         next
@@ -670,6 +689,7 @@ pub async fn advance(
                         invoices::pdf_size.eq(size),
                         invoices::updated_at.eq(now()),
                     ))
+                    .keep_prepared()
                     .execute(conn)
                     .await?;
             }
@@ -689,6 +709,7 @@ pub async fn advance(
                     invoices::status.eq(InvoiceStatus::Sent.as_str()),
                     invoices::updated_at.eq(now()),
                 ))
+                .keep_prepared()
                 .execute(conn)
                 .await?;
             }
@@ -786,6 +807,7 @@ async fn leave_step(
                         commandes::pipeline_error.eq(Some(error)),
                         released,
                     ))
+                    .keep_prepared()
                     .execute(conn)
                     .await?;
                 "failed"
@@ -797,6 +819,7 @@ async fn leave_step(
                         commandes::next_attempt_at.eq(Some(retry_at)),
                         released,
                     ))
+                    .keep_prepared()
                     .execute(conn)
                     .await?;
                 "retrying"
@@ -815,6 +838,7 @@ pub async fn release_pipeline(db: &Db, commande_id: &str) -> Result<(), DbError>
                 commandes::lease_owner.eq(None::<String>),
                 commandes::lease_expires_at.eq(None::<NaiveDateTime>),
             ))
+            .keep_prepared()
             .execute(conn)
             .await
     })?;
@@ -867,6 +891,7 @@ pub async fn requeue_failed_pipelines(db: &Db) -> Result<usize, DbError> {
             commandes::pipeline_attempts.eq(0),
             commandes::next_attempt_at.eq(None::<NaiveDateTime>),
         ))
+        .keep_prepared()
         .execute(conn)
         .await
     })?)
@@ -1083,6 +1108,7 @@ pub async fn set_activation_token(
             pending_commandes::token_expires_at.eq(Some(expires_at)),
             pending_commandes::updated_at.eq(now()),
         ))
+        .keep_prepared()
         .execute(conn)
         .await?;
         Ok(pending_commandes::table

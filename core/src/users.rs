@@ -10,7 +10,7 @@ use diesel_async::RunQueryDsl;
 
 use crate::db::models::{PendingCommande, User};
 use crate::db::schema::{pending_commandes, users};
-use crate::db::{new_id, now, Db, DbError};
+use crate::db::{new_id, now, Db, DbError, KeepPreparedDsl};
 use crate::{with_conn, with_write_tx};
 
 /// Stored roles.
@@ -81,6 +81,7 @@ pub async fn upsert_admin(
                     users::is_active.eq(true),
                     users::updated_at.eq(t),
                 ))
+                .keep_prepared()
                 .execute(conn)
                 .await?;
             return Ok(AdminAccount {
@@ -183,6 +184,7 @@ pub async fn activate(
             pending_commandes::token_expires_at.eq(None::<NaiveDateTime>),
             pending_commandes::updated_at.eq(at),
         ))
+        .keep_prepared()
         .execute(conn)
         .await?;
         if cleared != 1 {
@@ -194,6 +196,7 @@ pub async fn activate(
                 users::is_active.eq(true),
                 users::updated_at.eq(at),
             ))
+            .keep_prepared()
             .execute(conn)
             .await?;
         Ok(users::table

@@ -303,6 +303,39 @@ async fn unique_constraints_hold() -> Result<(), DbError> {
     Ok(())
 }
 
+/// The webhook's acknowledgement has a connection of its own: with every connection the
+/// pipeline and the API share checked out (an overloaded pipeline), an event is still
+/// committed at once instead of queueing behind them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_acknowledgement_commits_while_every_shared_connection_is_held() {
+    let test_db = TestDb::new();
+    let db = test_db.connect().await;
+    let mut held = Vec::new();
+    while let Ok(conn) =
+        tokio::time::timeout(std::time::Duration::from_millis(200), db.write()).await
+    {
+        held.push(conn.expect("a connection"));
+    }
+    assert!(!held.is_empty());
+
+    let event = NewEvent {
+        stripe_event_id: "evt_while_busy".into(),
+        event_type: "checkout.session.completed".into(),
+        payload: "{}".into(),
+        session_id: None,
+    };
+    let appended = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        events::append_batch(&db, &[event]),
+    )
+    .await
+    .expect("the acknowledgement did not wait for the shared connections")
+    .expect("appended");
+    assert!(matches!(appended[..], [Appended::Inserted(_)]));
+    drop(held);
+    assert_eq!(events::count_all(&db).await.unwrap(), 1);
+}
+
 #[tokio::test]
 async fn foreign_keys_are_enforced() -> Result<(), DbError> {
     let test_db = TestDb::new();

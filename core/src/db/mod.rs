@@ -10,6 +10,8 @@
 
 pub mod blocking;
 pub mod models;
+pub mod prepared;
+pub use prepared::KeepPreparedDsl;
 pub mod schema;
 
 use std::path::{Path, PathBuf};
@@ -118,7 +120,15 @@ pub enum Db {
         /// `readers` is the writer's pool ([`Db::for_pipeline`]).
         reads_on_writer: bool,
     },
-    Postgres(Pool<PgConn>),
+    Postgres {
+        pool: Pool<PgConn>,
+        /// A connection reserved for webhook acknowledgements (the WebhookReceiver commits
+        /// one batch at a time), as SQLite's `acks`: an acknowledgement never queues behind
+        /// the pipeline's and the API's checkouts of `pool`. With one shared pool, an
+        /// overloaded pipeline held it and acknowledgements waited (BENCHMARKS.md, sessions
+        /// of 2026-12-01 and 2026-12-02).
+        acks: Pool<PgConn>,
+    },
 }
 
 /// A connection checked out of a pool, for either engine.
@@ -212,10 +222,16 @@ macro_rules! with_conn {
 /// Its SQLite commits use `synchronous = NORMAL`, which a crash of facture itself never
 /// loses in WAL mode; what must survive a power cut too (the webhook acknowledgement) goes
 /// through [`Db::sqlite_durable_tx`].
+///
+/// `with_write_tx!(db, acks, |conn| ...)` runs it on the connection reserved for
+/// acknowledgements ([`Db::acks`]) instead of the writer.
 #[macro_export]
 macro_rules! with_write_tx {
-    ($db:expr, |$conn:ident| $body:expr) => {{
-        match $db.write().await? {
+    ($db:expr, |$conn:ident| $body:expr) => {
+        $crate::with_write_tx!($db, write, |$conn| $body)
+    };
+    ($db:expr, $pool:ident, |$conn:ident| $body:expr) => {{
+        match $db.$pool().await? {
             $crate::db::Conn::Sqlite(mut c) => {
                 $crate::__sqlite_write_tx!($db, c, std::convert::identity, |$conn| $body)
             }
@@ -392,15 +408,22 @@ impl Db {
         match url {
             DatabaseUrl::Sqlite(path) => Self::connect_sqlite(path, pool_size, busy_ms),
             DatabaseUrl::Postgres(url) => {
-                let manager = AsyncDieselConnectionManager::<PgConn>::new(url.as_str());
-                let pool = Pool::builder(manager)
-                    .max_size(pool_size)
-                    .wait_timeout(Some(Duration::from_secs(10)))
-                    .create_timeout(Some(Duration::from_secs(5)))
-                    .runtime(deadpool::Runtime::Tokio1)
-                    .build()
-                    .map_err(|e| DbError::Connect(e.to_string()))?;
-                Ok(Db::Postgres(pool))
+                let build = |size: usize| {
+                    let manager = AsyncDieselConnectionManager::<PgConn>::new(url.as_str());
+                    Pool::builder(manager)
+                        .max_size(size)
+                        .wait_timeout(Some(Duration::from_secs(10)))
+                        .create_timeout(Some(Duration::from_secs(5)))
+                        .runtime(deadpool::Runtime::Tokio1)
+                        .build()
+                        .map_err(|e| DbError::Connect(e.to_string()))
+                };
+                // Pools open their connections when first asked: a process that never
+                // acknowledges a webhook (the CLI) never opens the reserved one.
+                Ok(Db::Postgres {
+                    pool: build(pool_size)?,
+                    acks: build(1)?,
+                })
             }
         }
     }
@@ -481,7 +504,7 @@ impl Db {
                 turn: turn.clone(),
                 reads_on_writer: true,
             },
-            Db::Postgres(pool) => Db::Postgres(pool.clone()),
+            Db::Postgres { .. } => self.clone(),
         }
     }
 
@@ -489,7 +512,7 @@ impl Db {
     pub fn lock_patience(&self) -> Duration {
         match self {
             Db::Sqlite { patience, .. } => *patience,
-            Db::Postgres(_) => Duration::ZERO,
+            Db::Postgres { .. } => Duration::ZERO,
         }
     }
 
@@ -498,7 +521,7 @@ impl Db {
     pub async fn write_turn(&self) -> Option<tokio::sync::OwnedMutexGuard<()>> {
         match self {
             Db::Sqlite { turn, .. } => Some(turn.clone().lock_owned().await),
-            Db::Postgres(_) => None,
+            Db::Postgres { .. } => None,
         }
     }
 
@@ -563,7 +586,19 @@ impl Db {
                     .await
                     .map(|c| Conn::Sqlite(Held::new(c, pool)))
             }
-            Db::Postgres(pool) => pool.get().await.map(Conn::Postgres),
+            Db::Postgres { pool, .. } => pool.get().await.map(Conn::Postgres),
+        }
+        .map_err(|e| DbError::Pool(e.to_string()))
+    }
+
+    /// The connection reserved for webhook acknowledgements, on either engine. On SQLite
+    /// it takes the write turn like the pipeline's writer (see [`with_write_tx!`]); the
+    /// receiver's SQLite path is [`Db::sqlite_durable_tx`], which also syncs the WAL.
+    pub async fn acks(&self) -> Result<Conn, DbError> {
+        let _waited = Waited("acks", std::time::Instant::now());
+        match self {
+            Db::Sqlite { acks, .. } => acks.get().await.map(|c| Conn::Sqlite(Held::new(c, "acks"))),
+            Db::Postgres { acks, .. } => acks.get().await.map(Conn::Postgres),
         }
         .map_err(|e| DbError::Pool(e.to_string()))
     }
@@ -576,7 +611,7 @@ impl Db {
                 .get()
                 .await
                 .map(|c| Conn::Sqlite(Held::new(c, "writer"))),
-            Db::Postgres(pool) => pool.get().await.map(Conn::Postgres),
+            Db::Postgres { pool, .. } => pool.get().await.map(Conn::Postgres),
         }
         .map_err(|e| DbError::Pool(e.to_string()))
     }

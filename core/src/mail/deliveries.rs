@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::db::models::EmailDelivery;
 use crate::db::schema::email_deliveries as ed;
-use crate::db::{new_id, now, Db, DbError};
+use crate::db::{new_id, now, Db, DbError, KeepPreparedDsl};
 use crate::{with_conn, with_write_tx};
 
 /// A delivery's state, stored lowercase.
@@ -243,6 +243,7 @@ impl Deliveries {
                     ed::status.eq(DeliveryStatus::Queued.as_str()),
                     ed::updated_at.eq(at),
                 ))
+                .keep_prepared()
                 .execute(conn)
                 .await?;
             Ok(Some(Opened::Ready(EmailDelivery {
@@ -337,14 +338,16 @@ macro_rules! upsert_delivery {
 
 /// `upsert_delivery!`'s statement on one conflict target (the targets' types differ).
 macro_rules! upsert_delivery_on {
-    ($conn:ident, $insert:ident, $target:expr, $update:ident) => {
+    ($conn:ident, $insert:ident, $target:expr, $update:ident) => {{
+        use $crate::db::KeepPreparedDsl as _;
         $insert
             .on_conflict($target)
             .do_update()
             .set($update)
             .returning($crate::db::models::EmailDelivery::as_returning())
+            .keep_prepared()
             .get_result($conn)
             .await?
-    };
+    }};
 }
 pub(crate) use {upsert_delivery, upsert_delivery_on};
