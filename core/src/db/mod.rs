@@ -126,7 +126,7 @@ pub enum Db {
         /// one batch at a time), as SQLite's `acks`: an acknowledgement never queues behind
         /// the pipeline's and the API's checkouts of `pool`. With one shared pool, an
         /// overloaded pipeline held it and acknowledgements waited (BENCHMARKS.md, sessions
-        /// of 2026-12-01 and 2026-12-02).
+        /// of 2026-12-01).
         acks: Pool<PgConn>,
     },
 }

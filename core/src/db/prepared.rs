@@ -5,7 +5,7 @@
 //! execution: their text may vary with their values (a changeset skips its `None` fields),
 //! so it will not key them by type. On SQLite, preparing is parsing and compiling the
 //! statement, on the thread that runs the order pipeline: about an eighth of that thread's
-//! time in a profile of a load run (BENCHMARKS.md, session of 2026-12-02), for the dozen
+//! time in a profile of a load run (BENCHMARKS.md, third session of 2026-12-01), for the dozen
 //! UPDATEs and upserts a payment makes.
 //!
 //! [`KeepPrepared`] keys such a statement by its SQL text instead, which is always correct:
