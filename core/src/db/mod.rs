@@ -535,13 +535,13 @@ impl Db {
         T: Send + 'static,
         F: Fn(&mut SqliteConnection) -> Result<T, DbError> + Send + Sync + 'static,
     {
-        let Db::Sqlite { path, acks, .. } = self else {
+        let Db::Sqlite { path, .. } = self else {
             return Err(DbError::Pool("not a SQLite database".into()));
         };
         let path = path.clone();
-        let asked = std::time::Instant::now();
-        let mut c = acks.get().await.map_err(|e| DbError::Pool(e.to_string()))?;
-        waited("acks", asked);
+        let Conn::Sqlite(mut c) = self.acks().await? else {
+            return Err(DbError::Pool("not a SQLite connection".into()));
+        };
         self.sqlite_immediate(&mut c, move |conn, turn| {
             use diesel::connection::{AnsiTransactionManager, TransactionManager};
             let began = std::time::Instant::now();
@@ -592,8 +592,8 @@ impl Db {
     }
 
     /// The connection reserved for webhook acknowledgements, on either engine. On SQLite
-    /// it takes the write turn like the pipeline's writer (see [`with_write_tx!`]); the
-    /// receiver's SQLite path is [`Db::sqlite_durable_tx`], which also syncs the WAL.
+    /// the receiver writes with it through [`Db::sqlite_durable_tx`], which also syncs the
+    /// WAL; a plain [`with_write_tx!`] on it would not.
     pub async fn acks(&self) -> Result<Conn, DbError> {
         let _waited = Waited("acks", std::time::Instant::now());
         match self {
