@@ -119,7 +119,6 @@ mod blocking {
 macro_rules! claim_row {
     ($conn:ident, $id:expr, $owner:expr, $lease:expr) => {{
         use $crate::db::schema::webhook_events;
-        use $crate::db::KeepPreparedDsl as _;
         let (id, owner, lease): (&str, &str, chrono::Duration) = ($id, $owner, $lease);
         let t = $crate::db::now();
         diesel::update(
@@ -150,7 +149,6 @@ macro_rules! claim_row {
 macro_rules! finish_row {
     ($conn:ident, $id:expr, $status:expr, $commande_id:expr, $error:expr) => {{
         use $crate::db::schema::webhook_events;
-        use $crate::db::KeepPreparedDsl as _;
         let (id, status, commande_id, error): (&str, &str, Option<&str>, Option<&str>) =
             ($id, $status, $commande_id, $error);
         diesel::update(webhook_events::table.find(id))

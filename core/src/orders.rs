@@ -159,7 +159,6 @@ macro_rules! customer_id_for {
 macro_rules! mark_paid_rows {
     ($conn:ident, $session:expr, $intent:expr) => {
         async {
-            use $crate::db::KeepPreparedDsl as _;
             let conn = &mut *$conn;
             let (session, intent): (&str, Option<&str>) = ($session, $intent);
             let t = now();
@@ -266,7 +265,6 @@ macro_rules! mark_paid_rows {
 macro_rules! mark_failed_rows {
     ($conn:ident, $session:expr, $intent:expr) => {
         async {
-            use $crate::db::KeepPreparedDsl as _;
             let conn = &mut *$conn;
             let (session, intent): (Option<&str>, Option<&str>) = ($session, $intent);
             let mut q = commandes::table.into_boxed();
@@ -317,7 +315,6 @@ macro_rules! mark_failed_rows {
 macro_rules! mark_expired_rows {
     ($conn:ident, $session:expr) => {
         async {
-            use $crate::db::KeepPreparedDsl as _;
             let conn = &mut *$conn;
             let session: &str = $session;
             let t = now();
@@ -420,7 +417,6 @@ pub struct Claimed {
 /// drive.
 macro_rules! claim_pipeline_row {
     ($conn:ident, $commande_id:expr, $owner:expr, $lease:expr) => {{
-        use $crate::db::KeepPreparedDsl as _;
         let (commande_id, owner, lease): (&str, &str, Duration) = ($commande_id, $owner, $lease);
         let t = now();
         let claimed: Option<Commande> = diesel::update(
@@ -511,7 +507,6 @@ pub async fn process_stored_event(
 macro_rules! record_step {
     ($conn:ident, $commande:expr, $step:expr, $status:expr, $error:expr, $t:expr) => {{
         use $crate::db::schema::order_steps;
-        use $crate::db::KeepPreparedDsl as _;
         diesel::insert_into(order_steps::table)
             .values((
                 order_steps::id.eq($crate::db::new_id()),
@@ -560,7 +555,6 @@ pub async fn claim_pipeline(
 macro_rules! advance_rows {
     ($conn:ident, $commande:expr, $current:expr) => {{
         use $crate::db::schema::commandes;
-        use $crate::db::KeepPreparedDsl as _;
         let (commande, current): (&str, &str) = ($commande, $current);
         let next = $crate::orders::step::next(current);
         let t = $crate::db::now();

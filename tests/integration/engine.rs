@@ -371,12 +371,20 @@ async fn admins_see_a_payment_while_their_mail_is_refused_and_get_the_mail_once_
     .await;
     let parked = orders::find(&app.db, &order.id).await.unwrap().unwrap();
     assert_eq!(parked.pipeline.as_deref(), Some(step::NOTIFY));
+    // The bus stores the notification right after the mailer records the failure, in a
+    // transaction of its own: wait for it, while the mail server still refuses.
     let store = NotificationStore::new(app.db.clone());
-    let notice = store
-        .find_by_dedupe_key(&format!("payment:{}", order.id))
-        .await
-        .unwrap()
-        .expect("the notification is stored while the mail fails");
+    let notice = eventually(
+        "the notification to be stored while the mail fails",
+        WAIT,
+        || async {
+            store
+                .find_by_dedupe_key(&format!("payment:{}", order.id))
+                .await
+                .unwrap()
+        },
+    )
+    .await;
     assert_eq!(notice.kind, "PAYMENT");
 
     // The server recovers: the admin mail goes once, on the same delivery, and the

@@ -338,8 +338,7 @@ macro_rules! upsert_delivery {
 
 /// `upsert_delivery!`'s statement on one conflict target (the targets' types differ).
 macro_rules! upsert_delivery_on {
-    ($conn:ident, $insert:ident, $target:expr, $update:ident) => {{
-        use $crate::db::KeepPreparedDsl as _;
+    ($conn:ident, $insert:ident, $target:expr, $update:ident) => {
         $insert
             .on_conflict($target)
             .do_update()
@@ -348,6 +347,6 @@ macro_rules! upsert_delivery_on {
             .keep_prepared()
             .get_result($conn)
             .await?
-    }};
+    };
 }
 pub(crate) use {upsert_delivery, upsert_delivery_on};
