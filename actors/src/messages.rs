@@ -40,6 +40,8 @@ pub struct DrivePipeline {
 #[rtype(result = "()")]
 pub struct OrderStopped {
     pub key: String,
+    /// Which of the key's actors stopped (the registry's start count when it began).
+    pub generation: u64,
 }
 
 /// How many OrderActors are alive now (at most `engine.max_live_orders`).

@@ -65,6 +65,8 @@ impl OrderDeps {
 
 pub struct OrderActor {
     key: String,
+    /// The OrderRegistry's number for this actor, returned in `OrderStopped`.
+    generation: u64,
     deps: Arc<OrderDeps>,
     registry: Addr<OrderRegistry>,
     last_active: Instant,
@@ -72,9 +74,15 @@ pub struct OrderActor {
 }
 
 impl OrderActor {
-    pub fn new(key: String, deps: Arc<OrderDeps>, registry: Addr<OrderRegistry>) -> Self {
+    pub fn new(
+        key: String,
+        generation: u64,
+        deps: Arc<OrderDeps>,
+        registry: Addr<OrderRegistry>,
+    ) -> Self {
         Self {
             key,
+            generation,
             deps,
             registry,
             last_active: Instant::now(),
@@ -99,6 +107,7 @@ impl Actor for OrderActor {
     fn stopped(&mut self, _: &mut Self::Context) {
         self.registry.do_send(OrderStopped {
             key: self.key.clone(),
+            generation: self.generation,
         });
     }
 }

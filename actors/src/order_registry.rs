@@ -23,7 +23,12 @@ use crate::order_actor::{OrderActor, OrderDeps};
 
 pub struct OrderRegistry {
     deps: Arc<OrderDeps>,
-    orders: HashMap<String, Addr<OrderActor>>,
+    /// Each live actor under its key, with the number it was started under: a stopped
+    /// actor's `OrderStopped` removes its own entry, never a newer actor's for the same key.
+    /// So the map holds only actors not yet known to have stopped, and its size is the
+    /// live count without a scan.
+    orders: HashMap<String, (u64, Addr<OrderActor>)>,
+    started: u64,
     /// Work may wait in the database with no actor to do it: `max_live_orders` actors were
     /// alive, or the last sweep read a full batch.
     work_left: bool,
@@ -34,28 +39,32 @@ impl OrderRegistry {
         Self {
             deps,
             orders: HashMap::new(),
+            started: 0,
             work_left: false,
         }
     }
 
     fn is_live(&self, key: &str) -> bool {
-        self.orders.get(key).is_some_and(|a| a.connected())
+        self.orders.get(key).is_some_and(|(_, a)| a.connected())
     }
 
     /// The order's actor, started if needed; `None` when `max_live_orders` are alive.
     fn actor_for(&mut self, key: &str, ctx: &mut Context<Self>) -> Option<Addr<OrderActor>> {
-        if let Some(addr) = self.orders.get(key).filter(|a| a.connected()) {
+        if let Some((_, addr)) = self.orders.get(key).filter(|(_, a)| a.connected()) {
             return Some(addr.clone());
         }
+        // An entry left here is an actor that stopped but whose `OrderStopped` is still in
+        // this mailbox: it counts until then (a moment), and is replaced below.
         if self.orders.len() >= self.deps.settings.engine.max_live_orders {
-            self.orders.retain(|_, a| a.connected());
-            if self.orders.len() >= self.deps.settings.engine.max_live_orders {
-                self.work_left = true;
-                return None;
-            }
+            self.work_left = true;
+            return None;
         }
-        let addr = OrderActor::new(key.to_owned(), self.deps.clone(), ctx.address()).start();
-        self.orders.insert(key.to_owned(), addr.clone());
+        self.started += 1;
+        let generation = self.started;
+        let addr =
+            OrderActor::new(key.to_owned(), generation, self.deps.clone(), ctx.address()).start();
+        self.orders
+            .insert(key.to_owned(), (generation, addr.clone()));
         metrics::live_orders(self.orders.len());
         Some(addr)
     }
@@ -120,7 +129,11 @@ impl Handler<OrderStopped> for OrderRegistry {
     type Result = ();
 
     fn handle(&mut self, msg: OrderStopped, ctx: &mut Self::Context) {
-        if self.orders.get(&msg.key).is_some_and(|a| !a.connected()) {
+        if self
+            .orders
+            .get(&msg.key)
+            .is_some_and(|(generation, _)| *generation == msg.generation)
+        {
             self.orders.remove(&msg.key);
         }
         metrics::live_orders(self.orders.len());
@@ -135,7 +148,7 @@ impl Handler<LiveOrders> for OrderRegistry {
     type Result = usize;
 
     fn handle(&mut self, _: LiveOrders, _: &mut Self::Context) -> usize {
-        self.orders.values().filter(|a| a.connected()).count()
+        self.orders.values().filter(|(_, a)| a.connected()).count()
     }
 }
 

@@ -284,7 +284,7 @@ async fn metrics_expose_every_family_and_counters_move_when_a_payment_flows() {
 
     // Counters only grow (other tests share the process's recorder): each must have moved
     // by at least what this payment did.
-    let moved: Vec<Moved> = vec![
+    let mut moved: Vec<Moved> = vec![
         (
             "facture_webhook_requests_total",
             vec![("outcome", "accepted")],
@@ -329,6 +329,13 @@ async fn metrics_expose_every_family_and_counters_move_when_a_payment_flows() {
         .map(|a| ("facture_messages_handled_total", vec![("actor", a)], 1.0)),
     )
     .collect();
+    if app.db.is_sqlite() {
+        // The acknowledgement's wait for the write turn and for its WAL sync, apart from
+        // the pipeline's (SQLite only: PostgreSQL has neither).
+        for what in ["ack_write_turn", "wal_sync"] {
+            moved.push(("facture_db_wait_seconds_count", vec![("for", what)], 2.0));
+        }
+    }
     let deadline = std::time::Instant::now() + WAIT;
     let settled = loop {
         let after = scrape(&app).await.expect("parser present");

@@ -303,12 +303,19 @@ impl Db {
         &self,
         conn: &mut SqliteConn,
     ) -> Result<WriteTurn, DbError> {
-        self.sqlite_immediate(conn, |_, turn| turn).await
+        self.sqlite_immediate(conn, "write_turn", |_, turn| turn)
+            .await
     }
 
     /// [`Db::sqlite_begin_immediate`], then `then` in the same trip to the connection's
-    /// thread, given the open transaction and the turn (to keep, or to end with it).
-    async fn sqlite_immediate<R, F>(&self, conn: &mut SqliteConn, then: F) -> Result<R, DbError>
+    /// thread, given the open transaction and the turn (to keep, or to end with it). The
+    /// wait for the turn is recorded as `facture_db_wait_seconds{for=turn}`.
+    async fn sqlite_immediate<R, F>(
+        &self,
+        conn: &mut SqliteConn,
+        turn_wait: &'static str,
+        then: F,
+    ) -> Result<R, DbError>
     where
         R: Send + 'static,
         F: Fn(&mut SqliteConnection, WriteTurn) -> R + Send + Sync + 'static,
@@ -319,7 +326,7 @@ impl Db {
         loop {
             let asked = std::time::Instant::now();
             let turn = self.write_turn().await;
-            waited("write_turn", asked);
+            waited(turn_wait, asked);
             let then = then.clone();
             let began = conn
                 .spawn_blocking(move |c| {
@@ -542,7 +549,9 @@ impl Db {
         let Conn::Sqlite(mut c) = self.acks().await? else {
             return Err(DbError::Pool("not a SQLite connection".into()));
         };
-        self.sqlite_immediate(&mut c, move |conn, turn| {
+        // Recorded apart from the pipeline's wait: an acknowledgement waits for the turn
+        // behind at most one pipeline transaction, and that wait is its latency's risk.
+        self.sqlite_immediate(&mut c, "ack_write_turn", move |conn, turn| {
             use diesel::connection::{AnsiTransactionManager, TransactionManager};
             let began = std::time::Instant::now();
             let result = body(conn);
