@@ -28,6 +28,7 @@ pub struct OrderRegistry {
     /// So the map holds only actors not yet known to have stopped, and its size is the
     /// live count without a scan.
     orders: HashMap<String, (u64, Addr<OrderActor>)>,
+    /// How many actors this registry has started: the last one's number.
     started: u64,
     /// Work may wait in the database with no actor to do it: `max_live_orders` actors were
     /// alive, or the last sweep read a full batch.

@@ -309,7 +309,7 @@ impl Db {
 
     /// [`Db::sqlite_begin_immediate`], then `then` in the same trip to the connection's
     /// thread, given the open transaction and the turn (to keep, or to end with it). The
-    /// wait for the turn is recorded as `facture_db_wait_seconds{for=turn}`.
+    /// wait for the turn is recorded as `facture_db_wait_seconds{for=<turn_wait>}`.
     async fn sqlite_immediate<R, F>(
         &self,
         conn: &mut SqliteConn,
