@@ -794,8 +794,9 @@ pub fn now() -> NaiveDateTime {
 /// (BENCHMARKS.md, fourth session of 2026-12-01), v7 ids wrote 177 WAL frames where v4 ids
 /// wrote 209.
 ///
-/// Nothing secret is derived from these ids: activation tokens and password salts come from
-/// the random generator, and every route checks who may read a row, whatever its id.
+/// Nothing secret is derived from these ids (activation tokens and password salts come from
+/// the random generator), and their 74 random bits still make one impossible to guess; what
+/// they add is the creation time, which the rows carry anyway.
 pub fn new_id() -> String {
     uuid::Uuid::now_v7().to_string()
 }
