@@ -791,8 +791,8 @@ pub fn now() -> NaiveDateTime {
 /// Time-ordered ids keep every table's primary-key index appended at its end. Random ones (v4)
 /// put each new row in a random leaf of it: one more page written per index per insert, and
 /// half-empty pages. Replaying three real payments' statements on a 60,000-order database
-/// (BENCHMARKS.md, fourth session of 2026-12-01), v7 ids wrote 177 WAL frames where v4 ids
-/// wrote 209.
+/// (BENCHMARKS.md, fourth session of 2026-12-01), v7 ids wrote 176 WAL frames where v4 ids
+/// wrote 208.
 ///
 /// Nothing secret is derived from these ids (activation tokens and password salts come from
 /// the random generator), and their 74 random bits still make one impossible to guess; what
