@@ -46,6 +46,10 @@ impl Application {
         )
         .await
         .context("opening the database")?;
+        db.set_write_batch_limits(
+            settings.database.write_batch_max,
+            std::time::Duration::from_millis(settings.database.write_batch_max_ms),
+        );
         let metrics = crate::telemetry_metrics::Exposition::start(&settings, &db)?;
         // The actor tree starts before the server, so the first request finds it running.
         let engine = Engine::start(&settings, db.clone()).context("starting the actor tree")?;

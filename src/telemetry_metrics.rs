@@ -30,7 +30,8 @@ pub const SECONDS_BUCKETS: [f64; 20] = [
     5.0, 10.0, 30.0, 60.0, 300.0, 900.0,
 ];
 
-/// Bucket bounds of `facture_webhook_batch_size` (events per group commit).
+/// Bucket bounds of `facture_webhook_batch_size` (events per group commit) and
+/// `facture_db_write_batch_size` (pipeline writes per commit).
 pub const BATCH_BUCKETS: [f64; 10] = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0];
 
 /// How often histogram samples are folded in when nobody scrapes (a scrape does it too).
@@ -44,6 +45,12 @@ fn builder() -> PrometheusBuilder {
         .and_then(|b| {
             b.set_buckets_for_metric(
                 Matcher::Full("facture_webhook_batch_size".into()),
+                &BATCH_BUCKETS,
+            )
+        })
+        .and_then(|b| {
+            b.set_buckets_for_metric(
+                Matcher::Full("facture_db_write_batch_size".into()),
                 &BATCH_BUCKETS,
             )
         })

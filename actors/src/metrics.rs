@@ -251,7 +251,12 @@ pub fn describe_all() {
         "facture_db_write_lock_seconds",
         Unit::Seconds,
         "SQLite: how long one write transaction held the write lock, BEGIN to COMMIT, by \
-         connection (acks: the durable webhook append; writer: the pipeline)."
+         connection (acks: the durable webhook append; writer: the pipeline's batch)."
+    );
+    describe_histogram!(
+        "facture_db_write_batch_size",
+        Unit::Count,
+        "SQLite: writes sharing one commit of the writer connection (its group commit)."
     );
     describe_counter!(
         "facture_webhook_requests_total",

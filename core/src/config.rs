@@ -75,6 +75,10 @@ pub struct DatabaseSettings {
     pub url: String,
     pub pool_size: usize,
     pub busy_timeout_ms: u64,
+    /// SQLite group commit (`db::write_batch`): writes per batch at most, and the age after
+    /// which a batch is committed by the write that ends it.
+    pub write_batch_max: usize,
+    pub write_batch_max_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -14,5 +14,10 @@ use facture_core::db::Db;
 pub async fn open_db(settings: &Settings) -> anyhow::Result<Db> {
     let url = settings.database_url()?;
     facture_core::db::run_migrations(&url, settings.database.busy_timeout_ms).await?;
-    Ok(Db::connect(&url, 2, settings.database.busy_timeout_ms).await?)
+    let db = Db::connect(&url, 2, settings.database.busy_timeout_ms).await?;
+    db.set_write_batch_limits(
+        settings.database.write_batch_max,
+        std::time::Duration::from_millis(settings.database.write_batch_max_ms),
+    );
+    Ok(db)
 }

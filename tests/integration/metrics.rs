@@ -335,6 +335,8 @@ async fn metrics_expose_every_family_and_counters_move_when_a_payment_flows() {
         for what in ["ack_write_turn", "wal_sync"] {
             moved.push(("facture_db_wait_seconds_count", vec![("for", what)], 2.0));
         }
+        // The pipeline's writes are committed in batches (one per step at least here).
+        moved.push(("facture_db_write_batch_size_count", vec![], 5.0));
     }
     let deadline = std::time::Instant::now() + WAIT;
     let settled = loop {

@@ -13,6 +13,8 @@ pub mod models;
 pub mod prepared;
 pub use prepared::KeepPreparedDsl;
 pub mod schema;
+pub mod write_batch;
+pub use write_batch::{Ended, Place, SqliteCheckout};
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -119,6 +121,8 @@ pub enum Db {
         patience: Duration,
         /// `readers` is the writer's pool ([`Db::for_pipeline`]).
         reads_on_writer: bool,
+        /// The writer's group commit ([`write_batch`]), shared by every clone.
+        batches: Arc<write_batch::WriteBatches>,
     },
     Postgres {
         pool: Pool<PgConn>,
@@ -184,7 +188,7 @@ impl<C> Drop for Held<C> {
 ///
 /// On SQLite, `with_conn!(db, write, ...)` runs its statement in a `BEGIN IMMEDIATE`
 /// transaction, so that waiting for the write lock never blocks a thread (see
-/// [`Db::sqlite_begin_immediate`]); the result's error is then a [`DbError`] on both engines.
+/// [`Db::sqlite_begin_write`]); the result's error is then a [`DbError`] on both engines.
 #[macro_export]
 macro_rules! with_conn {
     ($db:expr, write, |$conn:ident| $body:expr) => {{
@@ -246,24 +250,22 @@ macro_rules! with_write_tx {
     }};
 }
 
-/// The SQLite side of [`with_write_tx!`] and `with_conn!(db, write, ...)`: opens a
-/// `BEGIN IMMEDIATE` transaction on the checked-out connection `$c` in this process's write
-/// turn ([`Db::sqlite_begin_immediate`]), runs `$body`, passes its result through `$into`
-/// (to a `Result<_, DbError>`), then commits or rolls back, and gives the turn back.
+/// The SQLite side of [`with_write_tx!`] and `with_conn!(db, write, ...)`: runs `$body` as
+/// one write of the writer's group commit ([`write_batch`]) on the checked-out connection
+/// `$c`, passes its result through `$into` (to a `Result<_, DbError>`), gives the
+/// connection back, and returns once the write is committed (or has failed).
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __sqlite_write_tx {
     ($db:expr, $c:ident, $into:path, |$conn:ident| $body:expr) => {{
-        let tx: &mut $crate::db::SqliteConn = &mut *$c;
-        let _turn = $db.sqlite_begin_immediate(tx).await?;
-        let began = std::time::Instant::now();
+        let place = $db.sqlite_begin_write(&mut $c).await?;
         let result = {
-            let $conn: &mut $crate::db::SqliteConn = &mut *tx;
+            let $conn: &mut $crate::db::SqliteConn = &mut *$c;
             $into(async { $body }.await)
         };
-        let ended = $crate::db::sqlite_end_transaction(tx, result).await;
-        $crate::db::held_write_lock("writer", began);
-        ended
+        let ended = $db.sqlite_end_write(&mut $c, place, result).await;
+        drop($c);
+        ended.committed().await
     }};
 }
 
@@ -278,12 +280,18 @@ pub fn into_db_result<T, E: Into<DbError>>(result: Result<T, E>) -> Result<T, Db
 /// busy handler would put the thread to sleep for 1, 2, 5, 10... ms, stalling everything
 /// else on the pipeline's thread, so [`Db::sqlite_immediate`] waits instead. Once BEGIN
 /// IMMEDIATE holds the lock, no statement of the transaction can meet a busy lock.
+///
+/// Plain SQL, outside diesel's transaction manager (see [`write_batch`]). A transaction
+/// found open already is one whose opener's future was dropped before it could record it:
+/// nothing can depend on it, so it is rolled back.
 fn try_begin_immediate(c: &mut SqliteConnection) -> Result<(), DbError> {
-    use diesel::connection::AnsiTransactionManager;
-    Ok(AnsiTransactionManager::begin_transaction_sql(
-        c,
-        "BEGIN IMMEDIATE",
-    )?)
+    match c.batch_execute("BEGIN IMMEDIATE") {
+        Err(e) if e.to_string().contains("within a transaction") => {
+            c.batch_execute("ROLLBACK")?;
+            Ok(c.batch_execute("BEGIN IMMEDIATE")?)
+        }
+        other => Ok(other?),
+    }
 }
 
 /// This process's write turn, held from before `BEGIN IMMEDIATE` until the transaction ends.
@@ -291,25 +299,16 @@ pub type WriteTurn = Option<tokio::sync::OwnedMutexGuard<()>>;
 
 impl Db {
     /// Opens a `BEGIN IMMEDIATE` transaction on `conn` (one of this database's SQLite
-    /// writers): takes SQLite's write lock now, so the transaction never fails later on a lock
-    /// upgrade. Used by [`with_write_tx!`] and `with_conn!(db, write)`.
+    /// writers), then runs `then` in the same trip to the connection's thread, given the open
+    /// transaction and this process's write turn (to keep, or to end with it). BEGIN
+    /// IMMEDIATE takes SQLite's write lock now, so the transaction never fails later on a
+    /// lock upgrade.
     ///
-    /// The two writers of this process first take their FIFO write turn ([`Db::write_turn`]),
-    /// returned to be held until the transaction ends. When another process holds the lock
-    /// (the CLI, a second server), the BEGIN fails at once; the turn is given back (so this
-    /// process's other writer can try too) and taken again a millisecond later, for up to
-    /// `database.busy_timeout_ms`.
-    pub async fn sqlite_begin_immediate(
-        &self,
-        conn: &mut SqliteConn,
-    ) -> Result<WriteTurn, DbError> {
-        self.sqlite_immediate(conn, "write_turn", |_, turn| turn)
-            .await
-    }
-
-    /// [`Db::sqlite_begin_immediate`], then `then` in the same trip to the connection's
-    /// thread, given the open transaction and the turn (to keep, or to end with it). The
-    /// wait for the turn is recorded as `facture_db_wait_seconds{for=<turn_wait>}`.
+    /// The two writers of this process first take their FIFO write turn ([`Db::write_turn`]).
+    /// When another process holds the lock (the CLI, a second server), the BEGIN fails at
+    /// once; the turn is given back (so this process's other writer can try too) and taken
+    /// again a millisecond later, for up to `database.busy_timeout_ms`. The wait for the turn
+    /// is recorded as `facture_db_wait_seconds{for=<turn_wait>}`.
     async fn sqlite_immediate<R, F>(
         &self,
         conn: &mut SqliteConn,
@@ -367,27 +366,6 @@ impl Drop for Waited {
 #[doc(hidden)]
 pub fn held_write_lock(who: &'static str, since: std::time::Instant) {
     metrics::histogram!("facture_db_write_lock_seconds", "by" => who).record(since.elapsed());
-}
-
-/// Commits the transaction [`Db::sqlite_begin_immediate`] opened when `result` is `Ok`, rolls
-/// it back otherwise, and hands `result` back.
-pub async fn sqlite_end_transaction<T>(
-    conn: &mut SqliteConn,
-    result: Result<T, DbError>,
-) -> Result<T, DbError> {
-    use diesel_async::sync_connection_wrapper::SyncTransactionManagerWrapper;
-    use diesel_async::TransactionManager;
-    type Manager = SyncTransactionManagerWrapper<diesel::connection::AnsiTransactionManager>;
-    match result {
-        Ok(value) => {
-            Manager::commit_transaction(conn).await?;
-            Ok(value)
-        }
-        Err(e) => {
-            Manager::rollback_transaction(conn).await?;
-            Err(e)
-        }
-    }
 }
 
 /// Counts every statement sent to either engine (`facture_db_statements_total`, BEGIN,
@@ -482,6 +460,7 @@ impl Db {
             checkpointer: Checkpointer::start(path, busy_ms)?,
             turn: Arc::default(),
             reads_on_writer: false,
+            batches: Arc::default(),
         })
     }
 
@@ -500,6 +479,7 @@ impl Db {
                 patience,
                 checkpointer,
                 turn,
+                batches,
                 ..
             } => Db::Sqlite {
                 writer: writer.clone(),
@@ -510,6 +490,7 @@ impl Db {
                 checkpointer: checkpointer.clone(),
                 turn: turn.clone(),
                 reads_on_writer: true,
+                batches: batches.clone(),
             },
             Db::Postgres { .. } => self.clone(),
         }
@@ -549,16 +530,22 @@ impl Db {
         let Conn::Sqlite(mut c) = self.acks().await? else {
             return Err(DbError::Pool("not a SQLite connection".into()));
         };
+        // Counted while it waits, so that the writer's open batch commits at once
+        // (write_batch.rs, `is_full`).
+        let waiting = self
+            .write_batches()
+            .ok()
+            .map(write_batch::AckWaiting::start);
+        let waited_for_turn = waiting.clone();
         // Recorded apart from the pipeline's wait: an acknowledgement waits for the turn
-        // behind at most one pipeline transaction, and that wait is its latency's risk.
+        // behind at most one pipeline write, and that wait is its latency's risk.
         self.sqlite_immediate(&mut c, "ack_write_turn", move |conn, turn| {
-            use diesel::connection::{AnsiTransactionManager, TransactionManager};
+            if let Some(w) = &waited_for_turn {
+                w.over();
+            }
             let began = std::time::Instant::now();
             let result = body(conn);
-            let ended = match &result {
-                Ok(_) => AnsiTransactionManager::commit_transaction(conn),
-                Err(_) => AnsiTransactionManager::rollback_transaction(conn),
-            };
+            let ended = conn.batch_execute(if result.is_ok() { "COMMIT" } else { "ROLLBACK" });
             // The lock is released: the other writers go on while the disk flushes.
             drop(turn);
             held_write_lock("acks", began);
