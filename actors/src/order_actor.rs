@@ -10,6 +10,7 @@
 //! All state lives in the database; the actor holds none between messages, so a restart,
 //! a crash or another process can take over at any step. Work is claimed with a lease.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -69,6 +70,8 @@ pub struct OrderActor {
     generation: u64,
     deps: Arc<OrderDeps>,
     registry: Addr<OrderRegistry>,
+    /// Messages the registry has queued to this actor that it has not begun to handle.
+    queued: Arc<AtomicUsize>,
     last_active: Instant,
     busy: bool,
 }
@@ -79,14 +82,43 @@ impl OrderActor {
         generation: u64,
         deps: Arc<OrderDeps>,
         registry: Addr<OrderRegistry>,
+        queued: Arc<AtomicUsize>,
     ) -> Self {
         Self {
             key,
             generation,
             deps,
             registry,
+            queued,
             last_active: Instant::now(),
             busy: false,
+        }
+    }
+
+    fn has_queued_work(&self) -> bool {
+        self.queued.load(Ordering::Relaxed) > 0
+    }
+
+    /// A message begins: no longer counted as queued.
+    fn begin(&mut self) {
+        metrics::dequeued(ActorKind::Order);
+        let _ = self
+            .queued
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+        self.busy = true;
+    }
+
+    /// A message is done. With nothing more queued the actor stops now: the order's state
+    /// is in the database, and an idle actor would only hold one of the
+    /// `engine.max_live_orders` places that orders waiting in the database need. Waiting for
+    /// `engine.order_idle_secs` instead held them for 2 s after each order: under a backlog
+    /// the registry sat at its cap and the pipeline ran dry (510 paid orders/s at 2,000/s
+    /// offered; 653 with a cap eight times larger, BENCHMARKS.md).
+    fn end(&mut self, ctx: &mut Context<Self>) {
+        self.busy = false;
+        self.last_active = Instant::now();
+        if !self.has_queued_work() {
+            ctx.stop();
         }
     }
 }
@@ -104,6 +136,16 @@ impl Actor for OrderActor {
         });
     }
 
+    /// A message counted by the registry but not yet begun keeps the actor alive (the
+    /// registry and its actors share one thread, so the count cannot change meanwhile).
+    fn stopping(&mut self, _: &mut Self::Context) -> Running {
+        if self.has_queued_work() {
+            Running::Continue
+        } else {
+            Running::Stop
+        }
+    }
+
     fn stopped(&mut self, _: &mut Self::Context) {
         self.registry.do_send(OrderStopped {
             key: self.key.clone(),
@@ -116,8 +158,7 @@ impl Handler<ProcessEvent> for OrderActor {
     type Result = AtomicResponse<Self, ()>;
 
     fn handle(&mut self, msg: ProcessEvent, _: &mut Self::Context) -> Self::Result {
-        metrics::dequeued(ActorKind::Order);
-        self.busy = true;
+        self.begin();
         let deps = self.deps.clone();
         AtomicResponse::new(Box::pin(
             async move {
@@ -130,10 +171,7 @@ impl Handler<ProcessEvent> for OrderActor {
                 metrics::handled(ActorKind::Order, started.elapsed(), result.is_ok());
             }
             .into_actor(self)
-            .map(|_, act, _| {
-                act.busy = false;
-                act.last_active = Instant::now();
-            }),
+            .map(|_, act, ctx| act.end(ctx)),
         ))
     }
 }
@@ -142,8 +180,7 @@ impl Handler<DrivePipeline> for OrderActor {
     type Result = AtomicResponse<Self, ()>;
 
     fn handle(&mut self, msg: DrivePipeline, _: &mut Self::Context) -> Self::Result {
-        metrics::dequeued(ActorKind::Order);
-        self.busy = true;
+        self.begin();
         let deps = self.deps.clone();
         AtomicResponse::new(Box::pin(
             async move {
@@ -153,10 +190,7 @@ impl Handler<DrivePipeline> for OrderActor {
                 metrics::handled(ActorKind::Order, started.elapsed(), result.is_ok());
             }
             .into_actor(self)
-            .map(|_, act, _| {
-                act.busy = false;
-                act.last_active = Instant::now();
-            }),
+            .map(|_, act, ctx| act.end(ctx)),
         ))
     }
 }

@@ -3,6 +3,9 @@
 //! recovery sweep: at start-up and periodically, every unfinished event and pipeline in
 //! the database is routed again (so nothing acknowledged waits on memory).
 //!
+//! An actor stops as soon as its last queued message is handled (and, failing that, after
+//! `engine.order_idle_secs` idle): the registry counts the messages it queued to each one.
+//!
 //! At most `engine.max_live_orders` actors live at once. An event for a new order past that
 //! is not routed: it is committed, so it waits in the database, and the registry sweeps
 //! again as soon as half the actors have stopped. So it does after a sweep that read a
@@ -10,6 +13,7 @@
 //! actor is alive: that actor has their work queued already, or will have after it stops.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,12 +31,20 @@ pub struct OrderRegistry {
     /// actor's `OrderStopped` removes its own entry, never a newer actor's for the same key.
     /// So the map holds only actors not yet known to have stopped, and its size is the
     /// live count without a scan.
-    orders: HashMap<String, (u64, Addr<OrderActor>)>,
+    orders: HashMap<String, LiveOrder>,
     /// How many actors this registry has started: the last one's number.
     started: u64,
     /// Work may wait in the database with no actor to do it: `max_live_orders` actors were
     /// alive, or the last sweep read a full batch.
     work_left: bool,
+}
+
+/// A live actor: the number it was started under, its address, and how many messages
+/// the registry has queued to it that it has not begun to handle.
+struct LiveOrder {
+    generation: u64,
+    addr: Addr<OrderActor>,
+    queued: Arc<AtomicUsize>,
 }
 
 impl OrderRegistry {
@@ -46,13 +58,13 @@ impl OrderRegistry {
     }
 
     fn is_live(&self, key: &str) -> bool {
-        self.orders.get(key).is_some_and(|(_, a)| a.connected())
+        self.orders.get(key).is_some_and(|o| o.addr.connected())
     }
 
     /// The order's actor, started if needed; `None` when `max_live_orders` are alive.
-    fn actor_for(&mut self, key: &str, ctx: &mut Context<Self>) -> Option<Addr<OrderActor>> {
-        if let Some((_, addr)) = self.orders.get(key).filter(|(_, a)| a.connected()) {
-            return Some(addr.clone());
+    fn actor_for(&mut self, key: &str, ctx: &mut Context<Self>) -> Option<&LiveOrder> {
+        if self.is_live(key) {
+            return self.orders.get(key);
         }
         // An entry left here is an actor that stopped but whose `OrderStopped` is still in
         // this mailbox: it counts until then (a moment), and is replaced below.
@@ -62,12 +74,25 @@ impl OrderRegistry {
         }
         self.started += 1;
         let generation = self.started;
-        let addr =
-            OrderActor::new(key.to_owned(), generation, self.deps.clone(), ctx.address()).start();
-        self.orders
-            .insert(key.to_owned(), (generation, addr.clone()));
+        let queued = Arc::new(AtomicUsize::new(0));
+        let addr = OrderActor::new(
+            key.to_owned(),
+            generation,
+            self.deps.clone(),
+            ctx.address(),
+            queued.clone(),
+        )
+        .start();
+        self.orders.insert(
+            key.to_owned(),
+            LiveOrder {
+                generation,
+                addr,
+                queued,
+            },
+        );
         metrics::live_orders(self.orders.len());
-        Some(addr)
+        self.orders.get(key)
     }
 
     /// Hands a message to the order's actor without waiting. A full mailbox, or too many
@@ -82,7 +107,10 @@ impl OrderRegistry {
             return;
         };
         metrics::enqueued(ActorKind::Order);
-        if actor.try_send(msg).is_err() {
+        // Counted before it is queued: the actor stops only with nothing counted.
+        actor.queued.fetch_add(1, Ordering::Relaxed);
+        if actor.addr.try_send(msg).is_err() {
+            actor.queued.fetch_sub(1, Ordering::Relaxed);
             metrics::dequeued(ActorKind::Order);
             tracing::debug!(key, "order actor busy: left for the sweep");
         }
@@ -133,7 +161,7 @@ impl Handler<OrderStopped> for OrderRegistry {
         if self
             .orders
             .get(&msg.key)
-            .is_some_and(|(generation, _)| *generation == msg.generation)
+            .is_some_and(|o| o.generation == msg.generation)
         {
             self.orders.remove(&msg.key);
         }
@@ -149,7 +177,7 @@ impl Handler<LiveOrders> for OrderRegistry {
     type Result = usize;
 
     fn handle(&mut self, _: LiveOrders, _: &mut Self::Context) -> usize {
-        self.orders.values().filter(|(_, a)| a.connected()).count()
+        self.orders.values().filter(|o| o.addr.connected()).count()
     }
 }
 

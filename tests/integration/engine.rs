@@ -465,6 +465,33 @@ async fn a_late_failure_never_unpays_and_orphans_are_kept() {
 }
 
 #[actix_web::test]
+async fn an_order_actor_stops_once_its_work_is_done_and_a_later_event_starts_a_new_one() {
+    // An hour of idle time: only stopping when the last message is handled frees the actor.
+    let app = spawn_app_with(|f| f.merge(("engine.order_idle_secs", 3600))).await;
+    let order = customer_order(&app, "stops@example.fr", 2_900).await;
+    let s = session_of(&order);
+    assert_eq!(app.deliver(completed(&evt(), &s, 2_900)).await.0, 200);
+    invoiced(&app, &order.id).await;
+    let no_actor_left = || async { (app.engine.live_orders().await.unwrap() == 0).then_some(()) };
+    eventually("the order's actor to stop", WAIT, no_actor_left).await;
+
+    // A later event for the same order is handled by a new actor, which stops in turn.
+    let late = session_event("checkout.session.async_payment_failed", &evt(), &s, 2_900);
+    assert_eq!(app.deliver(late).await.0, 200);
+    eventually("the late event to be handled", WAIT, || async {
+        (events::count_by_status(&app.db, events::status::IGNORED)
+            .await
+            .unwrap()
+            == 1)
+            .then_some(())
+    })
+    .await;
+    eventually("the new actor to stop", WAIT, no_actor_left).await;
+    let order = orders::find(&app.db, &order.id).await.unwrap().unwrap();
+    assert_eq!(order.payment_status, "paid");
+}
+
+#[actix_web::test]
 async fn a_failure_before_payment_marks_the_order_failed_then_payment_wins() {
     let app = spawn_app_with(|f| f).await;
     let order = customer_order(&app, "async@example.fr", 4_000).await;
