@@ -9,7 +9,7 @@ use futures_util::StreamExt;
 use serde_json::Value;
 
 use crate::accounts::{admin_token, invoiced, invoiced_order, order_for, signed_in, WAIT};
-use crate::helpers::{eventually, spawn_app, spawn_app_with, with_smtp};
+use crate::helpers::{eventually, spawn_app, spawn_app_with, until_events_with_status, with_smtp};
 use crate::stripe::{completed, evt, session};
 
 #[actix_web::test]
@@ -174,14 +174,7 @@ async fn webhook_events_are_filtered_shown_and_replayed_without_a_second_invoice
         app.deliver(completed(&orphan_id, &session(), 777)).await.0,
         200
     );
-    eventually("the orphan to be recorded", WAIT, || async {
-        (events::count_by_status(&app.db, events::status::ORPHAN)
-            .await
-            .unwrap()
-            == 1)
-            .then_some(())
-    })
-    .await;
+    until_events_with_status(&app.db, events::status::ORPHAN, 1, WAIT).await;
 
     let all = app.get_as("/admin/webhook-events", &admin).await;
     assert_eq!(all.status, 200, "{all:?}");

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use facture_core::{events, invoices, orders};
 
-use crate::helpers::{eventually, spawn_app, TestApp, SECRETS};
+use crate::helpers::{eventually, spawn_app, until_events_with_status, TestApp, SECRETS};
 
 /// Runs the facture binary against the app's database, off the actix thread.
 async fn facture(app: &TestApp, args: &[&str]) -> Output {
@@ -107,16 +107,11 @@ async fn orders_create_then_simulate_payment_then_replay_invoices_once() {
 
     let out = facture(&app, &["replay", "--event", &event_id]).await;
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("1 event(s)"));
-    eventually(
-        "the replayed event to be processed again",
+    until_events_with_status(
+        &app.db,
+        events::status::PROCESSED,
+        1,
         Duration::from_secs(30),
-        || async {
-            (events::count_by_status(&app.db, events::status::PROCESSED)
-                .await
-                .unwrap()
-                == 1)
-                .then_some(())
-        },
     )
     .await;
     let again = invoices::find_by_commande(&app.db, &commande)

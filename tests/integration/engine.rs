@@ -14,7 +14,9 @@ use facture_core::orders::{self, step, NewOrder, NewPendingOrder};
 use facture_core::storage::sha256_hex;
 use facture_core::testkit::smtp::{SinkMode, SmtpSink};
 
-use crate::helpers::{eventually, spawn_app_on, spawn_app_with, with_smtp, TestApp};
+use crate::helpers::{
+    eventually, spawn_app_on, spawn_app_with, until_events_with_status, with_smtp, TestApp,
+};
 use crate::stripe::{completed, evt, session, session_event};
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -440,14 +442,7 @@ async fn a_late_failure_never_unpays_and_orphans_are_kept() {
     assert_eq!(app.deliver(failed).await.0, 200);
     let orphan = completed(&evt(), &session(), 777);
     assert_eq!(app.deliver(orphan).await.0, 200);
-    eventually("every event to be handled", WAIT, || async {
-        (events::count_by_status(&app.db, events::status::RECEIVED)
-            .await
-            .unwrap()
-            == 0)
-            .then_some(())
-    })
-    .await;
+    until_events_with_status(&app.db, events::status::RECEIVED, 0, WAIT).await;
     let order = orders::find(&app.db, &order.id).await.unwrap().unwrap();
     assert_eq!(order.payment_status, "paid");
     assert_eq!(
@@ -478,14 +473,7 @@ async fn an_order_actor_stops_once_its_work_is_done_and_a_later_event_starts_a_n
     // A later event for the same order is handled by a new actor, which stops in turn.
     let late = session_event("checkout.session.async_payment_failed", &evt(), &s, 2_900);
     assert_eq!(app.deliver(late).await.0, 200);
-    eventually("the late event to be handled", WAIT, || async {
-        (events::count_by_status(&app.db, events::status::IGNORED)
-            .await
-            .unwrap()
-            == 1)
-            .then_some(())
-    })
-    .await;
+    until_events_with_status(&app.db, events::status::IGNORED, 1, WAIT).await;
     eventually("the new actor to stop", WAIT, no_actor_left).await;
     let order = orders::find(&app.db, &order.id).await.unwrap().unwrap();
     assert_eq!(order.payment_status, "paid");
@@ -524,14 +512,7 @@ async fn sessions_from_other_sources_are_acknowledged_and_ignored() {
             .0,
         200
     );
-    eventually("the event to be ignored", WAIT, || async {
-        (events::count_by_status(&app.db, events::status::IGNORED)
-            .await
-            .unwrap()
-            == 1)
-            .then_some(())
-    })
-    .await;
+    until_events_with_status(&app.db, events::status::IGNORED, 1, WAIT).await;
     let order = orders::find(&app.db, &order.id).await.unwrap().unwrap();
     assert_eq!(order.payment_status, "pending");
 }

@@ -147,3 +147,16 @@ where
         actix_web::rt::time::sleep(Duration::from_millis(25)).await;
     }
 }
+
+/// Waits until exactly `n` stored webhook events have `status`, or fails the test after
+/// `timeout`.
+pub async fn until_events_with_status(db: &Db, status: &str, n: i64, timeout: Duration) {
+    let what = format!("{n} webhook event(s) {status}");
+    eventually(&what, timeout, || async {
+        let count = facture_core::events::count_by_status(db, status)
+            .await
+            .expect("events counted");
+        (count == n).then_some(())
+    })
+    .await;
+}

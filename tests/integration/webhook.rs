@@ -152,16 +152,11 @@ async fn unknown_event_types_and_fields_are_stored_and_ignored() {
     event["brand_new_field"] = serde_json::json!({"nested": [1, 2, 3]});
     let (status, _) = app.deliver(serde_json::to_vec(&event).unwrap()).await;
     assert_eq!(status, 200);
-    crate::helpers::eventually(
-        "the event to be marked ignored",
+    crate::helpers::until_events_with_status(
+        &app.db,
+        events::status::IGNORED,
+        1,
         std::time::Duration::from_secs(10),
-        || async {
-            (events::count_by_status(&app.db, events::status::IGNORED)
-                .await
-                .unwrap()
-                == 1)
-                .then_some(())
-        },
     )
     .await;
 }
