@@ -101,9 +101,7 @@ pub struct Place {
 impl Drop for Place {
     fn drop(&mut self) {
         if self.outcome.is_some() {
-            if let Some(b) = self.batches.lock().as_mut().filter(|b| b.id == self.batch) {
-                b.poisoned = true;
-            }
+            self.batches.poison(self.batch);
         }
     }
 }
@@ -171,6 +169,13 @@ impl WriteBatches {
         self.open
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Marks batch `id`, if still open, as one that can only be rolled back.
+    fn poison(&self, id: u64) {
+        if let Some(b) = self.lock().as_mut().filter(|b| b.id == id) {
+            b.poisoned = true;
+        }
     }
 
     /// The open batch if it is `id`, taken out of the state: whoever takes it ends it.
@@ -244,7 +249,7 @@ impl Db {
                     }))
                 }
                 // Poisoned, or open on a connection the pool replaced: it can only fail.
-                Some(_) => open.take().map(Err),
+                Some(b) => Some(Err(b.id)),
                 None => None,
             }
         };
@@ -253,15 +258,12 @@ impl Db {
                 Ok(()) => Ok(place),
                 Err(e) => {
                     place.outcome = None;
-                    self.abandon_batch(c, place.batch, &e).await;
+                    self.abandon_batch(c, place.batch).await;
                     Err(e)
                 }
             },
             Some(Err(failed)) => {
-                if failed.conn == conn {
-                    let _ = execute(c, "ROLLBACK").await;
-                }
-                finish(failed, Err("a write of the batch was abandoned".into()));
+                self.abandon_batch(c, failed).await;
                 self.open_batch(c, &batches, conn).await
             }
             None => self.open_batch(c, &batches, conn).await,
@@ -324,7 +326,7 @@ impl Db {
             return Ended::Now(result);
         };
         if let Err(e) = ended {
-            self.abandon_batch(c, place.batch, &e).await;
+            self.abandon_batch(c, place.batch).await;
             return Ended::Now(result.and(Err(e)));
         }
         let batches = &place.batches;
@@ -382,7 +384,7 @@ impl Db {
         let _ = conn
             .spawn_blocking(move |c: &mut SqliteConnection| {
                 let committed = if batch.poisoned {
-                    Err("a write of the batch was abandoned".into())
+                    Err("the write batch was abandoned".into())
                 } else {
                     c.batch_execute("COMMIT")
                         .map_err(|e| Arc::<str>::from(e.to_string()))
@@ -398,17 +400,16 @@ impl Db {
             .await;
     }
 
-    /// Ends batch `id` after a statement of its transaction failed where none should
-    /// (a savepoint): SQLite may have rolled the whole transaction back already. Every write
-    /// of it fails, to be retried.
-    async fn abandon_batch(&self, c: &mut SqliteCheckout, id: u64, error: &DbError) {
+    /// Ends batch `id`, which can only fail: a statement of its transaction failed where none
+    /// should (a savepoint: SQLite may have rolled the whole transaction back already), a
+    /// write of it was abandoned, or its connection was replaced. [`Db::commit_batch`] rolls
+    /// a poisoned batch back; every write of it fails, to be retried.
+    async fn abandon_batch(&self, c: &mut SqliteCheckout, id: u64) {
         let Ok(batches) = self.write_batches() else {
             return;
         };
-        if let Some(batch) = batches.take(id) {
-            let _ = execute(c, "ROLLBACK").await;
-            finish(batch, Err(Arc::from(error.to_string())));
-        }
+        batches.poison(id);
+        self.commit_batch(c, id).await;
     }
 }
 
