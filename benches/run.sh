@@ -12,7 +12,8 @@
 #   DURATION     seconds of traffic per rated run: orders = rate × DURATION (default 10)
 #   BURST_ORDERS orders sent in the burst run (default 10000)
 #   CONCURRENCY  requests in flight (default 32); CONCURRENCY_BURST for the burst run (64)
-#   MAIL         smtp (default: a tiny asyncio SMTP sink in Python, no dependency) or file
+#   MAIL         smtp (default: the test suite's SMTP sink, benches/smtp_sink.rs) or file
+#   SINK_BIN     a prebuilt smtp_sink (default: built by cargo, even with SKIP_BUILD=1)
 #   PG_ADMIN     admin URL for PostgreSQL (default postgres://postgres@127.0.0.1:5432/postgres)
 #   FACTURE_LOG  server log filter (default "warn": per-event info lines are left out)
 #   OUT          where databases, logs and results go (default target/bench-run)
@@ -50,6 +51,17 @@ if [ "${SKIP_BUILD:-0}" != 1 ]; then
 fi
 BIN="${BIN:-$PWD/target/release/facture}"
 
+# The SMTP sink is a bench target (it reuses the test suite's sink); cargo prints its path.
+if [ "$MAIL" = smtp ] && [ -z "${SINK_BIN:-}" ]; then
+  echo "==> cargo build --release --bench smtp_sink" >&2
+  SINK_BIN=$(cargo build --release --bench smtp_sink --message-format=json | python3 -c '
+import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "smtp_sink" and m.get("executable"):
+        print(m["executable"])')
+fi
+
 if [ "${BENCHES:-0}" = 1 ]; then
   for b in verify group_commit render; do
     echo "==> cargo bench --bench $b" >&2
@@ -71,53 +83,10 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-# A minimal SMTP server (EHLO, MAIL, RCPT, DATA, RSET, NOOP, QUIT) that accepts and
-# discards every message; it counts them into $1 when stopped.
+# The SMTP server: the test suite's sink (benches/smtp_sink.rs), which accepts and discards
+# every message and writes how many into $1 when stopped.
 start_sink() {
-  local count_file=$1
-  python3 - "$SMTP_PORT" "$count_file" <<'PY' &
-import asyncio, signal, sys
-port, count_file = int(sys.argv[1]), sys.argv[2]
-count = 0
-async def session(reader, writer):
-    global count
-    writer.write(b"220 sink ESMTP\r\n")
-    try:
-        while True:
-            line = await reader.readline()
-            if not line:
-                break
-            verb = line[:4].upper()
-            if verb in (b"EHLO", b"HELO"):
-                writer.write(b"250-sink\r\n250 8BITMIME\r\n")
-            elif verb == b"DATA":
-                writer.write(b"354 end with <CRLF>.<CRLF>\r\n")
-                await writer.drain()
-                await reader.readuntil(b"\r\n.\r\n")
-                count += 1
-                writer.write(b"250 2.0.0 queued\r\n")
-            elif verb == b"QUIT":
-                writer.write(b"221 bye\r\n")
-                await writer.drain()
-                break
-            else:
-                writer.write(b"250 ok\r\n")
-            await writer.drain()
-    except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
-        pass
-    writer.close()
-async def main():
-    server = await asyncio.start_server(session, "127.0.0.1", port, limit=64 << 20)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    loop.add_signal_handler(signal.SIGTERM, stop.set)
-    loop.add_signal_handler(signal.SIGINT, stop.set)
-    async with server:
-        await stop.wait()
-    with open(count_file, "w") as f:
-        f.write(str(count))
-asyncio.run(main())
-PY
+  "$SINK_BIN" "$SMTP_PORT" "$1" &
   SINK_PID=$!
 }
 

@@ -451,6 +451,27 @@ async fn concurrent_mails_share_at_most_smtp_connections_connections() {
 }
 
 #[tokio::test]
+async fn the_load_tests_discarding_sink_counts_every_mail_and_keeps_none() {
+    let test_db = TestDb::new();
+    let sink = SmtpSink::start_discarding_on(0).await.unwrap();
+    let mailer = mailer(&smtp_settings(&sink, 1), test_db.connect().await);
+
+    for i in 0..3 {
+        let sent = mailer
+            .send(confirmation_mail(&format!("d{i}@example.fr")))
+            .await
+            .unwrap();
+        assert_eq!(sent.status, DeliveryStatus::Sent);
+    }
+
+    assert_eq!(sink.accepted(), 3);
+    assert!(
+        sink.messages().is_empty(),
+        "a discarding sink keeps no message"
+    );
+}
+
+#[tokio::test]
 async fn a_pooled_connection_the_server_dropped_is_replaced_without_a_retry() {
     let test_db = TestDb::new();
     let sink = SmtpSink::start().await;

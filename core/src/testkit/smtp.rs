@@ -50,6 +50,9 @@ impl ReceivedMessage {
 #[derive(Default)]
 struct Shared {
     messages: Mutex<Vec<ReceivedMessage>>,
+    /// Keep no message, only count them (a load test's hundreds of thousands of mails).
+    discard: bool,
+    accepted: AtomicUsize,
     mode: Mutex<SinkMode>,
     notify: Notify,
     transactions: AtomicUsize,
@@ -74,9 +77,23 @@ impl SmtpSink {
         Self::serving(listener)
     }
 
+    /// Listens on 127.0.0.1:`port` and accepts every message without keeping it: only
+    /// [`SmtpSink::accepted`] counts them. The mail server of `benches/run.sh`.
+    pub async fn start_discarding_on(port: u16) -> std::io::Result<SmtpSink> {
+        let listener = bind(port).await?;
+        Ok(Self::serving_with(listener, true))
+    }
+
     fn serving(listener: TcpListener) -> SmtpSink {
+        Self::serving_with(listener, false)
+    }
+
+    fn serving_with(listener: TcpListener, discard: bool) -> SmtpSink {
         let port = listener.local_addr().expect("bound address").port();
-        let shared = Arc::new(Shared::default());
+        let shared = Arc::new(Shared {
+            discard,
+            ..Shared::default()
+        });
         let server = tokio::spawn(serve(listener, shared.clone()));
         SmtpSink {
             port,
@@ -110,6 +127,11 @@ impl SmtpSink {
     /// Every accepted message so far.
     pub fn messages(&self) -> Vec<ReceivedMessage> {
         lock(&self.shared.messages).clone()
+    }
+
+    /// Messages accepted so far, kept or not.
+    pub fn accepted(&self) -> usize {
+        self.shared.accepted.load(Ordering::SeqCst)
     }
 
     /// Transactions started (MAIL FROM commands received, accepted or not).
@@ -283,11 +305,10 @@ async fn session(stream: TcpStream, shared: Arc<Shared>) -> std::io::Result<()> 
                         recipients: std::mem::take(&mut recipients),
                         data,
                     };
-                    let n = {
-                        let mut messages = lock(&shared.messages);
-                        messages.push(message);
-                        messages.len()
-                    };
+                    if !shared.discard {
+                        lock(&shared.messages).push(message);
+                    }
+                    let n = shared.accepted.fetch_add(1, Ordering::SeqCst) + 1;
                     shared.notify.notify_waiters();
                     format!("250 2.0.0 OK queued as {n}\r\n")
                 }
