@@ -122,9 +122,14 @@ impl Engine {
             let deps = deps.clone();
             Supervisor::start_in_arbiter(&pipeline, move |_| OrderRegistry::new(deps))
         };
+        // The receiver's thread exists for its group commits, so it is marked for database
+        // work too: a batch's statements and its WAL sync run there, without a round trip to
+        // the blocking pool per statement. It keeps the process's priority.
         let receiver = {
             let (db, registry, max) = (db, registry.clone(), engine.max_batch);
-            Supervisor::start(move |_| WebhookReceiver::new(db, registry, max, cap))
+            Supervisor::start_in_arbiter(&database_arbiter(0), move |_| {
+                WebhookReceiver::new(db, registry, max, cap)
+            })
         };
         Ok(Engine {
             receiver,
@@ -157,11 +162,11 @@ impl Engine {
     }
 }
 
-/// A thread for the order pipeline: one runs the OrderRegistry and every OrderActor it
-/// spawns, another the Mailer and the NotificationBus. Each is marked for database work
-/// (see `facture_core::db::blocking`), so their SQLite transactions run there without a
-/// thread handoff per statement; nothing latency-sensitive shares them (the webhook
-/// receiver and HTTP workers stay off), and they run at `nice` ([`run_in_background`]).
+/// A thread for database work: one runs the OrderRegistry and every OrderActor it spawns,
+/// another the Mailer and the NotificationBus, a third the WebhookReceiver. Each is marked
+/// for database work (see `facture_core::db::blocking`), so their SQLite transactions run
+/// there without a thread handoff per statement. The pipeline's two run at `nice`
+/// ([`run_in_background`]); the receiver's at 0, since acknowledgements wait on it.
 fn database_arbiter(nice: i32) -> ArbiterHandle {
     let arbiter = Arbiter::new();
     arbiter.spawn_fn(move || {

@@ -320,7 +320,7 @@ fn default_sweep_batch() -> usize {
 }
 
 fn default_background_nice() -> i32 {
-    5
+    19
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -748,7 +748,7 @@ mod tests {
                 .to_string();
             assert!(err.contains("engine.background_nice"), "{bad}: {err}");
         }
-        assert_eq!(with(&[]).unwrap().engine.background_nice, 5);
+        assert_eq!(with(&[]).unwrap().engine.background_nice, 19);
     }
 
     #[test]

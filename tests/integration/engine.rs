@@ -715,7 +715,7 @@ fn thread_niceness() -> Vec<i32> {
 
 #[actix_web::test]
 async fn the_pipeline_mail_and_renderer_threads_run_at_the_background_priority() {
-    // 9: no other test's engine uses it (the default is 5).
+    // 9: no other test's engine uses it (the default is 19).
     let app = spawn_app_with(|f| {
         f.merge(("engine.background_nice", 9))
             .merge(("engine.render_pool", 2))

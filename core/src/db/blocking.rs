@@ -7,10 +7,11 @@
 //! costs more than the statements themselves.
 //!
 //! [`DatabaseThread`] keeps tokio's blocking pool everywhere except on threads marked with
-//! [`mark_current_thread_for_database_work`]: the engine's database arbiter, a thread that
-//! hosts only the order pipeline and exists to wait on the database. There a call runs on
-//! the spot, so a whole transaction runs without a handoff. HTTP workers and the webhook
-//! receiver are never marked: their calls still go to the blocking pool.
+//! [`mark_current_thread_for_database_work`]: the engine's database arbiters, threads that
+//! host only the order pipeline, mail, or the webhook receiver's group commits, and exist
+//! to wait on the database. There a call runs on the spot, so a whole transaction runs
+//! without a handoff. HTTP workers are never marked: their calls still go to the blocking
+//! pool.
 
 use std::cell::Cell;
 use std::error::Error;
