@@ -123,8 +123,8 @@ impl Engine {
             Supervisor::start_in_arbiter(&pipeline, move |_| OrderRegistry::new(deps))
         };
         // The receiver's thread exists for its group commits, so it is marked for database
-        // work too: a batch's statements and its WAL sync run there, without a round trip to
-        // the blocking pool per statement. It keeps the process's priority.
+        // work too: a batch's single call (statements, COMMIT, WAL sync) runs there instead of
+        // a round trip to the blocking pool. It keeps the process's priority.
         let receiver = {
             let (db, registry, max) = (db, registry.clone(), engine.max_batch);
             Supervisor::start_in_arbiter(&database_arbiter(0), move |_| {
