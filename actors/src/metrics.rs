@@ -80,8 +80,17 @@ pub fn batch_size(n: usize) {
     ::metrics::histogram!("facture_webhook_batch_size").record(n as f64);
 }
 
+/// One webhook request answered 2xx, from its handler's start (before the body is read) to
+/// the answer: what Stripe waits for, less the network and the HTTP parsing.
 pub fn ack_latency(took: Duration) {
     ::metrics::histogram!("facture_webhook_ack_seconds").record(took.as_secs_f64());
+}
+
+/// One event's durable append, from the WebhookReceiver taking it to its batch's commit:
+/// the database's share of [`ack_latency`]. The rest is the hand-offs between the HTTP
+/// worker's thread and the receiver's, which on a busy machine wait for a core.
+pub fn append_latency(took: Duration) {
+    ::metrics::histogram!("facture_webhook_append_seconds").record(took.as_secs_f64());
 }
 
 /// One run of an order's pipeline, from its claim to `done` (one process's share of the
@@ -197,7 +206,12 @@ pub fn describe_all() {
     describe_histogram!(
         "facture_webhook_ack_seconds",
         Unit::Seconds,
-        "Webhook event handed to the receiver → durably committed (the wait before the 2xx)."
+        "Webhook request answered 2xx: handler started (before the body is read) → answer ready."
+    );
+    describe_histogram!(
+        "facture_webhook_append_seconds",
+        Unit::Seconds,
+        "Webhook event taken by the receiver → its group commit durable (the database's share of the ack)."
     );
     describe_histogram!(
         "facture_pipeline_seconds",
@@ -349,6 +363,7 @@ pub fn describe_all() {
     for name in [
         "facture_webhook_batch_size",
         "facture_webhook_ack_seconds",
+        "facture_webhook_append_seconds",
         "facture_pipeline_seconds",
         "facture_pipeline_run_seconds",
     ] {

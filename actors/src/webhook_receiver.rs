@@ -139,7 +139,7 @@ impl WebhookReceiver {
                             tracing::warn!(event = %event.stripe_event_id, "order registry busy: the sweep will route this event");
                         }
                     }
-                    metrics::ack_latency(received.elapsed());
+                    metrics::append_latency(received.elapsed());
                     let _ = waiter.send(Ok(outcome));
                 }
             }

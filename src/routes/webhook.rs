@@ -59,6 +59,7 @@ async fn receive(
     limit: web::Data<BodyLimit>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
+    let started = std::time::Instant::now();
     let body = read_body(&req, payload, limit.0).await?;
     let stripe = &state.settings.stripe;
     let signature = req
@@ -90,7 +91,7 @@ async fn receive(
             facture_actors::metrics::webhook_outcome("unavailable");
             ApiError::unavailable(e.to_string())
         })?;
-    Ok(match appended {
+    let answer = match appended {
         Appended::Inserted(_) => {
             facture_actors::metrics::webhook_outcome("accepted");
             tracing::info!(event = %event.id, r#type = %event.event_type, "webhook accepted");
@@ -101,5 +102,7 @@ async fn receive(
             tracing::info!(event = %event.id, "webhook duplicate");
             HttpResponse::Ok().json(json!({ "received": true, "duplicate": true }))
         }
-    })
+    };
+    facture_actors::metrics::ack_latency(started.elapsed());
+    Ok(answer)
 }
