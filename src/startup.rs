@@ -64,7 +64,10 @@ impl Application {
             db: db.clone(),
             engine: engine.clone(),
         });
+        let slice_us = state.settings.engine.ack_slice_us;
         let server = HttpServer::new(move || {
+            // Runs on each worker's thread as it starts: acknowledgements wait on them.
+            facture_actors::run_with_short_slice(slice_us);
             App::new()
                 .app_data(state.clone())
                 .app_data(json_config())

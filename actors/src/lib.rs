@@ -127,7 +127,10 @@ impl Engine {
         // a round trip to the blocking pool. It keeps the process's priority.
         let receiver = {
             let (db, registry, max) = (db, registry.clone(), engine.max_batch);
-            Supervisor::start_in_arbiter(&database_arbiter(0), move |_| {
+            let thread = database_arbiter(0);
+            let slice = engine.ack_slice_us;
+            thread.spawn_fn(move || run_with_short_slice(slice));
+            Supervisor::start_in_arbiter(&thread, move |_| {
                 WebhookReceiver::new(db, registry, max, cap)
             })
         };
@@ -191,6 +194,67 @@ pub fn run_in_background(nice: i32) {
         let thread = rustix::thread::gettid();
         if let Err(error) = rustix::process::setpriority_process(Some(thread), nice) {
             tracing::warn!(thread = thread.as_raw_nonzero().get(), nice, %error, "could not lower the thread's priority");
+        }
+    }
+}
+
+/// Asks the kernel for a time slice of `slice_us` microseconds (`engine.ack_slice_us`) for
+/// the calling thread, one an acknowledgement waits on (an HTTP worker, the webhook
+/// receiver). Linux's EEVDF scheduler (6.12 and later) lets a waking thread whose slice is
+/// shorter than the running thread's preempt it at once. With the default slice, a woken
+/// receiver sat behind a niceness-19 pipeline thread until the next tick, 2–3 ms, while
+/// every request in flight waited on it (`perf sched`, BENCHMARKS.md, seventh session).
+/// The thread keeps its policy and niceness. 0 changes nothing. A refusal (an older kernel,
+/// another OS) is logged and changes nothing else.
+pub fn run_with_short_slice(slice_us: u64) {
+    if slice_us == 0 {
+        return;
+    }
+    #[cfg(target_os = "linux")]
+    if let Err(error) = linux::set_slice(slice_us * 1_000) {
+        tracing::warn!(slice_us, %error, "could not shorten the thread's time slice");
+    }
+}
+
+#[cfg(target_os = "linux")]
+mod linux {
+    /// `struct sched_attr` as the kernel defines it (`SCHED_ATTR_SIZE_VER0`, 48 bytes).
+    #[repr(C)]
+    struct SchedAttr {
+        size: u32,
+        policy: u32,
+        flags: u64,
+        nice: i32,
+        priority: u32,
+        /// For SCHED_OTHER (since Linux 6.12): the slice asked for, in nanoseconds.
+        runtime: u64,
+        deadline: u64,
+        period: u64,
+    }
+
+    /// Sets the calling thread's slice to `slice_ns`, keeping SCHED_OTHER and its niceness.
+    pub(super) fn set_slice(slice_ns: u64) -> std::io::Result<()> {
+        let nice = rustix::process::getpriority_process(Some(rustix::thread::gettid()))?;
+        let attr = SchedAttr {
+            size: std::mem::size_of::<SchedAttr>() as u32,
+            policy: libc::SCHED_OTHER as u32,
+            flags: 0,
+            nice,
+            priority: 0,
+            runtime: slice_ns,
+            deadline: 0,
+            period: 0,
+        };
+        // SAFETY: sched_setattr(2) reads `size` bytes from the pointer, which points to a live
+        // `#[repr(C)]` value of exactly that size laid out as the kernel's struct; pid 0 is the
+        // calling thread, and the call keeps no pointer after it returns. No safe wrapper
+        // offers this system call (neither rustix nor libc).
+        #[allow(unsafe_code)]
+        let rc = unsafe { libc::syscall(libc::SYS_sched_setattr, 0, std::ptr::from_ref(&attr), 0) };
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(std::io::Error::last_os_error())
         }
     }
 }

@@ -323,6 +323,10 @@ fn default_background_nice() -> i32 {
     19
 }
 
+fn default_ack_slice_us() -> u64 {
+    100
+}
+
 #[derive(Debug, Clone, Deserialize)]
 pub struct EngineSettings {
     pub max_batch: usize,
@@ -354,6 +358,13 @@ pub struct EngineSettings {
     /// workers and the webhook receiver, so a backlog delays invoices, not acknowledgements.
     #[serde(default = "default_background_nice")]
     pub background_nice: i32,
+    /// Time slice (µs) asked of the kernel for the threads an acknowledgement waits on: the
+    /// HTTP workers and the webhook receiver. Linux's EEVDF scheduler (6.12 and later) lets
+    /// a waking thread with a shorter slice preempt the running one; with the default slice
+    /// a woken receiver waited up to a tick behind a background thread. 0 keeps the
+    /// kernel's default; otherwise 100 to 100,000 (the kernel's range).
+    #[serde(default = "default_ack_slice_us")]
+    pub ack_slice_us: u64,
     /// Fault injection: stop every pipeline before this step (as a crash there would).
     /// For recovery tests and drills; never set in normal operation.
     #[serde(default)]
@@ -592,6 +603,12 @@ impl Settings {
                 "between 0 (off) and 19: a process may lower its threads' priority, not raise it",
             ));
         }
+        if self.engine.ack_slice_us != 0 && !(100..=100_000).contains(&self.engine.ack_slice_us) {
+            return Err(invalid(
+                "engine.ack_slice_us",
+                "0 (the kernel's default) or between 100 and 100000 microseconds",
+            ));
+        }
         if self.engine.render_delay_ms > 60_000 {
             return Err(invalid(
                 "engine.render_delay_ms",
@@ -749,6 +766,23 @@ mod tests {
             assert!(err.contains("engine.background_nice"), "{bad}: {err}");
         }
         assert_eq!(with(&[]).unwrap().engine.background_nice, 19);
+    }
+
+    #[test]
+    fn ack_slice_outside_the_kernels_range_is_refused() {
+        let slice = |us: u64| {
+            Settings::from_figment(
+                Figment::from(Toml::string(DEFAULT_TOML)).merge(("engine.ack_slice_us", us)),
+            )
+        };
+        for bad in [50, 100_001] {
+            let err = slice(bad).unwrap_err().to_string();
+            assert!(err.contains("engine.ack_slice_us"), "{bad}: {err}");
+        }
+        for good in [0, 100, 100_000] {
+            assert_eq!(slice(good).unwrap().engine.ack_slice_us, good);
+        }
+        assert_eq!(with(&[]).unwrap().engine.ack_slice_us, 100);
     }
 
     #[test]

@@ -733,3 +733,38 @@ async fn the_pipeline_mail_and_renderer_threads_run_at_the_background_priority()
     let own = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
     assert_eq!(niceness_in(&own), 0);
 }
+
+/// The time slice (ns) the kernel gives a thread, from its `sched` file (Linux: `se.slice`).
+fn slice_in(sched: &str) -> Option<u64> {
+    let line = sched.lines().find(|l| l.starts_with("se.slice"))?;
+    line.split(':').nth(1)?.trim().parse().ok()
+}
+
+/// Slice of every thread of this process.
+fn thread_slices() -> Vec<u64> {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .flatten()
+        .filter_map(|task| std::fs::read_to_string(task.path().join("sched")).ok())
+        .filter_map(|sched| slice_in(&sched))
+        .collect()
+}
+
+#[actix_web::test]
+async fn the_threads_an_acknowledgement_waits_on_ask_for_the_short_slice() {
+    // 321 µs: no other test's engine uses it (the default is 100).
+    let app = spawn_app_with(|f| f.merge(("engine.ack_slice_us", 321))).await;
+    let (status, _) = app.deliver(completed(&evt(), &session(), 1_000)).await;
+    assert_eq!(status, 200);
+
+    // The receiver's thread, and the HTTP worker that answered (the others start with it).
+    let short = thread_slices()
+        .into_iter()
+        .filter(|ns| *ns == 321_000)
+        .count();
+    assert!(short >= 2, "{short} threads with a 321 µs slice");
+    // Only those: this test's own thread keeps the kernel's default.
+    let own = std::fs::read_to_string("/proc/thread-self/sched").unwrap();
+    assert_ne!(slice_in(&own), Some(321_000));
+    assert!(slice_in(&own).is_some(), "this kernel reports slices");
+}
