@@ -124,7 +124,8 @@ impl Engine {
         };
         // The receiver's thread exists for its group commits, so it is marked for database
         // work too: a batch's single call (statements, COMMIT, WAL sync) runs there instead of
-        // a round trip to the blocking pool. It keeps the process's priority.
+        // a round trip to the blocking pool. It keeps the process's priority, and asks for a
+        // short time slice so that, woken, it preempts a background thread at once.
         let receiver = {
             let (db, registry, max) = (db, registry.clone(), engine.max_batch);
             let thread = database_arbiter(0);
@@ -211,7 +212,7 @@ pub fn run_with_short_slice(slice_us: u64) {
         return;
     }
     #[cfg(target_os = "linux")]
-    if let Err(error) = linux::set_slice(slice_us * 1_000) {
+    if let Err(error) = linux::set_slice(slice_us.saturating_mul(1_000)) {
         tracing::warn!(slice_us, %error, "could not shorten the thread's time slice");
     }
 }

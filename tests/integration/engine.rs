@@ -702,15 +702,20 @@ fn niceness_in(stat: &str) -> i32 {
     after_name.split(' ').nth(16).unwrap().parse().unwrap()
 }
 
-/// Niceness of every thread of this process.
-fn thread_niceness() -> Vec<i32> {
+/// `read` applied to one `/proc` file of every thread of this process.
+fn per_thread<T>(file: &str, read: impl Fn(&str) -> Option<T>) -> Vec<T> {
     std::fs::read_dir("/proc/self/task")
         .unwrap()
         .flatten()
-        // A thread that ended meanwhile has no stat left to read.
-        .filter_map(|task| std::fs::read_to_string(task.path().join("stat")).ok())
-        .map(|stat| niceness_in(&stat))
+        // A thread that ended meanwhile has no file left to read.
+        .filter_map(|task| std::fs::read_to_string(task.path().join(file)).ok())
+        .filter_map(|text| read(&text))
         .collect()
+}
+
+/// Niceness of every thread of this process.
+fn thread_niceness() -> Vec<i32> {
+    per_thread("stat", |stat| Some(niceness_in(stat)))
 }
 
 #[actix_web::test]
@@ -742,12 +747,7 @@ fn slice_in(sched: &str) -> Option<u64> {
 
 /// Slice of every thread of this process.
 fn thread_slices() -> Vec<u64> {
-    std::fs::read_dir("/proc/self/task")
-        .unwrap()
-        .flatten()
-        .filter_map(|task| std::fs::read_to_string(task.path().join("sched")).ok())
-        .filter_map(|sched| slice_in(&sched))
-        .collect()
+    per_thread("sched", slice_in)
 }
 
 #[actix_web::test]
