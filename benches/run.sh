@@ -94,9 +94,11 @@ start_sink() {
 cpu_of() {
   awk -v t="$TICKS" '{ printf "%.2f", ($14 + $15) / t }' "/proc/$1/stat" 2>/dev/null || echo 0
 }
-# Busy and total jiffies of the whole machine.
+# Busy, total and stolen jiffies of the whole machine. Steal is the time the hypervisor gave
+# this virtual machine's cores to others: at 5 % or more every build's ack p99 went past
+# 10 ms (BENCHMARKS.md, eighth session), so each run reports it.
 machine_cpu() {
-  awk '/^cpu / { busy = $2 + $3 + $4 + $7 + $8; total = busy + $5 + $6; print busy, total }' /proc/stat
+  awk '/^cpu / { busy = $2 + $3 + $4 + $7 + $8; total = busy + $5 + $6; print busy, total, $9 }' /proc/stat
 }
 rss_peak_mb() {
   awk '/^VmHWM/ { printf "%.0f", $2 / 1024 }' "/proc/$1/status" 2>/dev/null || echo 0
@@ -115,7 +117,7 @@ wait_ready() {
   return 1
 }
 
-printf '| engine | mail | rate (ev/s) | orders | achieved (ev/s) | ack p50 (ms) | ack p90 | ack p99 | ack max | non-2xx | drain (s) | paid orders/s e2e | e2e p50 (ms) | e2e p99 (ms) | server CPU (cores) | sink CPU | loadgen CPU | machine busy | server RSS peak (MB) |\n' >"$RESULTS"
+printf '| engine | mail | rate (ev/s) | orders | achieved (ev/s) | ack p50 (ms) | ack p90 | ack p99 | ack max | non-2xx | drain (s) | paid orders/s e2e | e2e p50 (ms) | e2e p99 (ms) | server CPU (cores) | sink CPU | loadgen CPU | machine busy | server RSS peak (MB) | CPU steal |\n' >"$RESULTS"
 printf '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n' >>"$RESULTS"
 
 for engine in $ENGINES; do
@@ -166,7 +168,7 @@ for engine in $ENGINES; do
     echo "==> $engine: $orders orders at $rate" >&2
     srv0=$(cpu_of "$SERVER_PID"); sink0=0
     [ -n "$SINK_PID" ] && sink0=$(cpu_of "$SINK_PID")
-    read -r busy0 total0 < <(machine_cpu)
+    read -r busy0 total0 steal0 < <(machine_cpu)
     report="$dir/loadgen-$rate.json"
     TIMEFORMAT='%U %S'
     { time "$BIN" loadgen --url "http://127.0.0.1:$API_PORT" --secret "$SECRET" \
@@ -174,28 +176,30 @@ for engine in $ENGINES; do
         >"$report" 2>"$dir/loadgen-$rate.log"; } 2>"$dir/loadgen-$rate.time" || {
       echo "loadgen failed (see $dir/loadgen-$rate.log)" >&2
     }
-    read -r busy1 total1 < <(machine_cpu)
+    read -r busy1 total1 steal1 < <(machine_cpu)
     srv1=$(cpu_of "$SERVER_PID"); sink1=0
     [ -n "$SINK_PID" ] && sink1=$(cpu_of "$SINK_PID")
     read -r lg_user lg_sys <"$dir/loadgen-$rate.time"
     rss=$(rss_peak_mb "$SERVER_PID")
     python3 - "$report" "$engine" "$MAIL" "$rate" "$srv0" "$srv1" "$sink0" "$sink1" \
-      "$lg_user" "$lg_sys" "$busy0" "$total0" "$busy1" "$total1" "$rss" >>"$RESULTS" <<'PY'
+      "$lg_user" "$lg_sys" "$busy0" "$total0" "$busy1" "$total1" "$rss" "$steal0" "$steal1" >>"$RESULTS" <<'PY'
 import json, sys
-(path, engine, mail, rate, s0, s1, k0, k1, lu, ls, b0, t0, b1, t1, rss) = sys.argv[1:]
+(path, engine, mail, rate, s0, s1, k0, k1, lu, ls, b0, t0, b1, t1, rss, st0, st1) = sys.argv[1:]
 try:
     r = json.load(open(path))
 except Exception:
-    print(f"| {engine} | {mail} | {rate} | failed | | | | | | | | | | | | | | | |")
+    print(f"| {engine} | {mail} | {rate} | failed | | | | | | | | | | | | | | | | |")
     sys.exit(0)
 wall = r["drain_secs"] or r["send_secs"]
 span = max(r["send_secs"], wall)
 cores = lambda a, b: (float(b) - float(a)) / span if span else 0
 machine = (float(b1) - float(b0)) / max(float(t1) - float(t0), 1) * 100
+stolen = float(st1) - float(st0)
+steal = stolen / max(float(t1) - float(t0) + stolen, 1) * 100
 non2xx = r["errors"]
 fmt = lambda v, d=2: "" if v is None else f"{v:.{d}f}"
 a, e = r["ack_ms"], r["end_to_end_ms"]
-print(f"| {engine} | {mail} | {rate} | {r['orders']} | {r['achieved_rate']:.0f} | {a['p50']:.2f} | {a['p90']:.2f} | {a['p99']:.2f} | {a['max']:.1f} | {non2xx} | {fmt(r['drain_secs'], 1)} | {fmt(r['orders_per_sec'], 0)} | {e['p50']:.0f} | {e['p99']:.0f} | {cores(s0, s1):.2f} | {cores(k0, k1):.2f} | {(float(lu) + float(ls)) / span:.2f} | {machine:.0f} % | {rss} |")
+print(f"| {engine} | {mail} | {rate} | {r['orders']} | {r['achieved_rate']:.0f} | {a['p50']:.2f} | {a['p90']:.2f} | {a['p99']:.2f} | {a['max']:.1f} | {non2xx} | {fmt(r['drain_secs'], 1)} | {fmt(r['orders_per_sec'], 0)} | {e['p50']:.0f} | {e['p99']:.0f} | {cores(s0, s1):.2f} | {cores(k0, k1):.2f} | {(float(lu) + float(ls)) / span:.2f} | {machine:.0f} % | {rss} | {steal:.1f} % |")
 PY
     tail -n1 "$RESULTS" >&2
   done

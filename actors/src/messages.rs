@@ -12,10 +12,14 @@ use facture_core::storage::StoredFile;
 
 use crate::error::EngineError;
 
-/// HTTP → WebhookReceiver: append a verified event durably; the reply comes after commit.
+/// HTTP → WebhookReceiver: append a verified event durably. The outcome goes to `reply`
+/// once the event's batch has committed (see [`crate::webhook_receiver::append`]).
 #[derive(Message)]
-#[rtype(result = "Result<Appended, EngineError>")]
-pub struct AppendEvent(pub NewEvent);
+#[rtype(result = "()")]
+pub struct AppendEvent {
+    pub event: NewEvent,
+    pub reply: tokio::sync::oneshot::Sender<Result<Appended, EngineError>>,
+}
 
 /// WebhookReceiver / sweep → OrderRegistry → OrderActor: process a stored event.
 #[derive(Message, Clone, Debug)]

@@ -92,13 +92,31 @@ impl WebhookReceiver {
         }
     }
 
+    /// Starts the next batch unless one is being committed. The batch is formed after one
+    /// yield of the receiver's thread: the events that reached the mailbox while the last
+    /// commit ran on this thread are handled first, and join this batch instead of waiting
+    /// for the next one.
     fn commit_next_batch(&mut self, ctx: &mut Context<Self>) {
         if self.committing || self.buffer.is_empty() {
             return;
         }
+        self.committing = true;
+        ctx.spawn(
+            tokio::task::yield_now()
+                .into_actor(self)
+                .map(|(), act, ctx| act.commit_buffered(ctx)),
+        );
+    }
+
+    /// Commits the buffered events (up to `max_batch` of them) in one transaction, answers
+    /// each one's caller, then starts the next batch.
+    fn commit_buffered(&mut self, ctx: &mut Context<Self>) {
+        if self.buffer.is_empty() {
+            self.committing = false;
+            return;
+        }
         let take = self.buffer.len().min(self.max_batch);
         let batch: Vec<_> = self.buffer.drain(..take).collect();
-        self.committing = true;
         let db = self.db.clone();
         let events: Vec<NewEvent> = batch.iter().map(|(e, _, _)| e.clone()).collect();
         metrics::batch_size(events.len());
@@ -170,17 +188,27 @@ impl Supervised for WebhookReceiver {
 }
 
 impl Handler<AppendEvent> for WebhookReceiver {
-    type Result = ResponseFuture<Result<Appended, EngineError>>;
+    type Result = ();
 
-    fn handle(&mut self, msg: AppendEvent, ctx: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, msg: AppendEvent, ctx: &mut Self::Context) {
         metrics::dequeued(ActorKind::WebhookReceiver);
-        let (tx, rx) = oneshot::channel();
-        self.buffer.push((msg.0, tx, Instant::now()));
+        self.buffer.push((msg.event, msg.reply, Instant::now()));
         self.commit_next_batch(ctx);
-        Box::pin(async move {
-            rx.await.unwrap_or_else(|_| {
-                Err(EngineError::Unavailable("webhook receiver stopped".into()))
-            })
-        })
     }
+}
+
+/// Appends `event` through the receiver at `receiver` and returns once the transaction
+/// holding it has committed. The outcome comes straight from the receiver's commit to the
+/// caller's thread, through a channel of the caller's own. An actix reply would go back
+/// through the receiver's thread first, and reach the caller only after the receiver's
+/// next commit, which runs on that thread without yielding.
+pub async fn append(
+    receiver: &Addr<WebhookReceiver>,
+    event: NewEvent,
+) -> Result<Appended, EngineError> {
+    let (reply, outcome) = oneshot::channel();
+    receiver.send(AppendEvent { event, reply }).await?;
+    outcome
+        .await
+        .unwrap_or_else(|_| Err(EngineError::Unavailable("webhook receiver stopped".into())))
 }

@@ -2,7 +2,6 @@
 //! path; the actor tree processes the event after the answer.
 
 use actix_web::{web, HttpRequest, HttpResponse};
-use facture_actors::messages::AppendEvent;
 use facture_actors::webhook_receiver::verify_request;
 use facture_core::events::Appended;
 use futures_util::StreamExt;
@@ -81,12 +80,8 @@ async fn receive(
         ApiError::bad_request(refusal.code(), refusal.to_string())
     })?;
     facture_actors::metrics::enqueued(facture_actors::metrics::ActorKind::WebhookReceiver);
-    let appended = state
-        .engine
-        .receiver
-        .send(AppendEvent(new))
+    let appended = facture_actors::webhook_receiver::append(&state.engine.receiver, new)
         .await
-        .map_err(|e| ApiError::unavailable(format!("webhook receiver unavailable: {e}")))?
         .map_err(|e| {
             facture_actors::metrics::webhook_outcome("unavailable");
             ApiError::unavailable(e.to_string())
