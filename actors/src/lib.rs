@@ -128,11 +128,12 @@ impl Engine {
         // short time slice so that, woken, it preempts a background thread at once.
         let receiver = {
             let (db, registry, max) = (db, registry.clone(), engine.max_batch);
+            let delay = std::time::Duration::from_millis(engine.append_delay_ms);
             let thread = database_arbiter(0);
             let slice = engine.ack_slice_us;
             thread.spawn_fn(move || run_with_short_slice(slice));
             Supervisor::start_in_arbiter(&thread, move |_| {
-                WebhookReceiver::new(db, registry, max, cap)
+                WebhookReceiver::new(db, registry, max, cap).with_commit_delay(delay)
             })
         };
         Ok(Engine {

@@ -73,6 +73,8 @@ pub struct WebhookReceiver {
     committing: bool,
     max_batch: usize,
     mailbox_capacity: usize,
+    /// Fault injection (`engine.append_delay_ms`): added to every commit, on this thread.
+    commit_delay: std::time::Duration,
 }
 
 impl WebhookReceiver {
@@ -89,7 +91,15 @@ impl WebhookReceiver {
             committing: false,
             max_batch,
             mailbox_capacity,
+            commit_delay: std::time::Duration::ZERO,
         }
+    }
+
+    /// Makes every commit hold the receiver's thread `delay` longer, as a slow disk's sync
+    /// would (`engine.append_delay_ms`, for tests and drills).
+    pub fn with_commit_delay(mut self, delay: std::time::Duration) -> Self {
+        self.commit_delay = delay;
+        self
     }
 
     /// Starts the next batch unless one is being committed. The batch is formed after one
@@ -121,7 +131,15 @@ impl WebhookReceiver {
         let events: Vec<NewEvent> = batch.iter().map(|(e, _, _)| e.clone()).collect();
         metrics::batch_size(events.len());
         let started = Instant::now();
-        let commit = async move { events::append_batch(&db, &events).await };
+        let delay = self.commit_delay;
+        let commit = async move {
+            let result = events::append_batch(&db, &events).await;
+            if !delay.is_zero() {
+                // Blocks on purpose: a real commit's WAL sync blocks this thread too.
+                std::thread::sleep(delay);
+            }
+            result
+        };
         ctx.spawn(commit.into_actor(self).map(move |result, act, ctx| {
             act.committing = false;
             metrics::handled(
@@ -199,9 +217,9 @@ impl Handler<AppendEvent> for WebhookReceiver {
 
 /// Appends `event` through the receiver at `receiver` and returns once the transaction
 /// holding it has committed. The outcome comes straight from the receiver's commit to the
-/// caller's thread, through a channel of the caller's own. An actix reply would go back
-/// through the receiver's thread first, and reach the caller only after the receiver's
-/// next commit, which runs on that thread without yielding.
+/// caller's thread, through a channel of the caller's own. An actix reply would be
+/// forwarded by a task on the receiver's thread: one more hand-off, and one that waits
+/// whenever a commit holds that thread.
 pub async fn append(
     receiver: &Addr<WebhookReceiver>,
     event: NewEvent,

@@ -373,6 +373,11 @@ pub struct EngineSettings {
     /// consumer, for backpressure tests and drills). 0 (the default) in normal operation.
     #[serde(default)]
     pub render_delay_ms: u64,
+    /// Fault injection: every acknowledgement commit holds the receiver's thread this much
+    /// longer, as a slow disk's sync would (batching tests and drills). 0 (the default) in
+    /// normal operation.
+    #[serde(default)]
+    pub append_delay_ms: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -609,11 +614,16 @@ impl Settings {
                 "0 (the kernel's default) or between 100 and 100000 microseconds",
             ));
         }
-        if self.engine.render_delay_ms > 60_000 {
-            return Err(invalid(
-                "engine.render_delay_ms",
-                "at most 60000 (a fault-injection delay; 0 in normal operation)",
-            ));
+        for (key, delay) in [
+            ("engine.render_delay_ms", self.engine.render_delay_ms),
+            ("engine.append_delay_ms", self.engine.append_delay_ms),
+        ] {
+            if delay > 60_000 {
+                return Err(invalid(
+                    key,
+                    "at most 60000 (a fault-injection delay; 0 in normal operation)",
+                ));
+            }
         }
         self.stripe.validate(self.env)?;
         Ok(())

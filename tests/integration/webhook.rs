@@ -190,6 +190,69 @@ fn run_sql(app: &TestApp, sql: &'static str) {
     .unwrap();
 }
 
+/// The `received_at` of the event with this Stripe id: the receiver gives every event of
+/// one batch (one transaction) the same.
+async fn received_at(
+    db: &facture_core::db::Db,
+    stripe_id: &str,
+) -> Result<chrono::NaiveDateTime, facture_core::db::DbError> {
+    use diesel::prelude::*;
+    use diesel_async::RunQueryDsl;
+    use facture_core::db::schema::webhook_events;
+    let at: chrono::NaiveDateTime = facture_core::with_conn!(db, |conn| {
+        webhook_events::table
+            .filter(webhook_events::stripe_event_id.eq(stripe_id))
+            .select(webhook_events::received_at)
+            .first(conn)
+            .await
+    })?;
+    Ok(at)
+}
+
+#[actix_web::test]
+async fn an_answer_leaves_at_its_commit_and_events_arriving_meanwhile_share_the_next_batch() {
+    // Every commit holds the receiver's thread this long, as a slow disk's sync would.
+    let delay = std::time::Duration::from_millis(500);
+    let app = spawn_app_with(|f| f.merge(("engine.append_delay_ms", 500))).await;
+    let (a, b, c) = (evt(), evt(), evt());
+    let start = std::time::Instant::now();
+    let first = async {
+        let answer = app.deliver(completed(&a, &session(), 1000)).await;
+        (answer, start.elapsed())
+    };
+    let during_its_commit = async {
+        actix_web::rt::time::sleep(delay / 5).await;
+        futures_util::join!(
+            app.deliver(completed(&b, &session(), 1000)),
+            app.deliver(completed(&c, &session(), 1000)),
+        )
+    };
+    let (((status_a, json_a), answered_a), ((status_b, json_b), (status_c, json_c))) =
+        futures_util::join!(first, during_its_commit);
+    assert_eq!(
+        (status_a, status_b, status_c),
+        (200, 200, 200),
+        "{json_a} {json_b} {json_c}"
+    );
+
+    // The first answer left when its own commit ended, not after the next one.
+    assert!(
+        answered_a < delay * 3 / 2,
+        "the first event was answered after {answered_a:?}, its commit took {delay:?}"
+    );
+    // The two events that arrived during that commit went out together in the next one.
+    let (at_a, at_b, at_c) = (
+        received_at(&app.db, &a).await.unwrap(),
+        received_at(&app.db, &b).await.unwrap(),
+        received_at(&app.db, &c).await.unwrap(),
+    );
+    assert_eq!(
+        at_b, at_c,
+        "one batch for the events that arrived during a commit"
+    );
+    assert_ne!(at_a, at_b, "the first event had a batch of its own");
+}
+
 #[actix_web::test]
 async fn when_the_event_cannot_be_committed_stripe_gets_503_never_2xx() {
     let app = spawn_app().await;
