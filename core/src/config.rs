@@ -779,6 +779,20 @@ mod tests {
     }
 
     #[test]
+    fn fault_injection_delays_over_a_minute_are_refused() {
+        for key in ["engine.render_delay_ms", "engine.append_delay_ms"] {
+            let delay = |ms: u64| {
+                Settings::from_figment(Figment::from(Toml::string(DEFAULT_TOML)).merge((key, ms)))
+            };
+            let err = delay(60_001).unwrap_err().to_string();
+            assert!(err.contains(key), "{key}: {err}");
+            assert!(delay(60_000).is_ok(), "{key}: a minute is allowed");
+        }
+        let defaults = with(&[]).unwrap().engine;
+        assert_eq!((defaults.render_delay_ms, defaults.append_delay_ms), (0, 0));
+    }
+
+    #[test]
     fn ack_slice_outside_the_kernels_range_is_refused() {
         let slice = |us: u64| {
             Settings::from_figment(
