@@ -109,10 +109,12 @@ pub fn record_capacities(settings: &Settings) {
     }
 }
 
-/// Measures what the database holds unfinished: events not processed, pipelines not done
-/// (and dead-lettered), and the age of the oldest of each.
+/// Measures what the database holds unfinished: events not processed (those still in
+/// SQLite's acknowledgement journal included), pipelines not done (and dead-lettered), and
+/// the age of the oldest of each.
 pub async fn measure_backlog(db: &Db) -> Result<Backlog, DbError> {
-    let unfinished_events = events::count_by_status(db, status::RECEIVED).await?;
+    let unfinished_events =
+        events::count_by_status(db, status::RECEIVED).await? + events::count_unimported(db).await?;
     let unfinished_pipelines = orders::count_unfinished_pipelines(db).await?;
     let dead_lettered_pipelines: i64 = with_conn!(db, |conn| {
         commandes::table

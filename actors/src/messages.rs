@@ -21,7 +21,14 @@ pub struct AppendEvent {
     pub reply: tokio::sync::oneshot::Sender<Result<Appended, EngineError>>,
 }
 
-/// WebhookReceiver / sweep → OrderRegistry → OrderActor: process a stored event.
+/// WebhookReceiver → OrderRegistry (SQLite): events were acknowledged in the journal; copy
+/// them into `webhook_events` and process them (`facture_core::events::import_acknowledged`).
+#[derive(Message, Clone, Copy, Debug)]
+#[rtype(result = "()")]
+pub struct ImportAcknowledged;
+
+/// WebhookReceiver (PostgreSQL) / importer / sweep → OrderRegistry → OrderActor: process a
+/// stored event.
 #[derive(Message, Clone, Debug)]
 #[rtype(result = "()")]
 pub struct ProcessEvent {

@@ -331,14 +331,7 @@ pub fn describe_all() {
     counter!("facture_invoices_issued_total").increment(0);
     counter!("facture_db_statements_total").increment(0);
     // Waits and lock times are SQLite's story; on PostgreSQL the SQLite-only series stay empty.
-    for what in [
-        "writer",
-        "readers",
-        "acks",
-        "write_turn",
-        "ack_write_turn",
-        "wal_sync",
-    ] {
+    for what in ["writer", "readers", "acks", "write_turn", "wal_sync"] {
         let _ = histogram!("facture_db_wait_seconds", "for" => what);
     }
     for by in ["writer", "acks"] {

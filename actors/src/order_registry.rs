@@ -3,6 +3,11 @@
 //! recovery sweep: at start-up and periodically, every unfinished event and pipeline in
 //! the database is routed again (so nothing acknowledged waits on memory).
 //!
+//! On SQLite it also imports acknowledged events from the journal into `webhook_events`
+//! (`facture_core::db::ack_journal`), on the pipeline's thread, when the receiver asks and
+//! before every sweep, then routes those it copied. One import runs at a time; asks that
+//! arrive meanwhile make one more.
+//!
 //! An actor stops as soon as its last queued message is handled (and, failing that, after
 //! `engine.order_idle_secs` idle): the registry counts the messages it queued to each one.
 //!
@@ -21,7 +26,9 @@ use actix::prelude::*;
 use facture_core::{events, orders};
 
 use crate::error::EngineError;
-use crate::messages::{DrivePipeline, LiveOrders, OrderStopped, ProcessEvent, Sweep, SweepReport};
+use crate::messages::{
+    DrivePipeline, ImportAcknowledged, LiveOrders, OrderStopped, ProcessEvent, Sweep, SweepReport,
+};
 use crate::metrics::{self, ActorKind};
 use crate::order_actor::{OrderActor, OrderDeps};
 
@@ -37,6 +44,10 @@ pub struct OrderRegistry {
     /// Work may wait in the database with no actor to do it: `max_live_orders` actors were
     /// alive, or the last sweep read a full batch.
     work_left: bool,
+    /// An import of acknowledged events is running.
+    importing: bool,
+    /// Events were acknowledged while it ran: import again when it ends.
+    import_again: bool,
 }
 
 /// A live actor: the number it was started under, its address, and how many messages
@@ -54,7 +65,50 @@ impl OrderRegistry {
             orders: HashMap::new(),
             started: 0,
             work_left: false,
+            importing: false,
+            import_again: false,
         }
+    }
+
+    /// Copies the journal's new events into `webhook_events` and routes them, then imports
+    /// again if more were acknowledged meanwhile. A failure leaves them to the next ask or
+    /// sweep (the sweep imports first).
+    fn import_acknowledged(&mut self, ctx: &mut Context<Self>) {
+        if self.importing {
+            self.import_again = true;
+            return;
+        }
+        self.importing = true;
+        self.import_again = false;
+        let db = self.deps.db.clone();
+        let limit = self.import_limit();
+        ctx.spawn(
+            async move { events::import_acknowledged(&db, limit).await }
+                .into_actor(self)
+                .map(|result, act, ctx| {
+                    act.importing = false;
+                    match result {
+                        Ok(imported) => {
+                            for (event_id, session) in imported.events {
+                                let key = session.unwrap_or_else(|| event_id.clone());
+                                act.route(&key.clone(), ProcessEvent { event_id, key }, ctx);
+                            }
+                            act.import_again |= imported.more;
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "import of acknowledged events failed: the sweep retries");
+                            act.import_again = false;
+                        }
+                    }
+                    if act.import_again {
+                        act.import_acknowledged(ctx);
+                    }
+                }),
+        );
+    }
+
+    fn import_limit(&self) -> i64 {
+        i64::try_from(self.deps.settings.engine.sweep_batch.max(1)).unwrap_or(i64::MAX)
     }
 
     fn is_live(&self, key: &str) -> bool {
@@ -132,6 +186,8 @@ impl Supervised for OrderRegistry {
     fn restarting(&mut self, _: &mut Self::Context) {
         metrics::restarted(ActorKind::OrderRegistry);
         self.orders.clear();
+        // An import in flight went with the old context; the sweep at start imports again.
+        self.importing = false;
     }
 }
 
@@ -142,6 +198,15 @@ impl Handler<ProcessEvent> for OrderRegistry {
         metrics::dequeued(ActorKind::OrderRegistry);
         let key = msg.key.clone();
         self.route(&key, msg, ctx);
+    }
+}
+
+impl Handler<ImportAcknowledged> for OrderRegistry {
+    type Result = ();
+
+    fn handle(&mut self, _: ImportAcknowledged, ctx: &mut Self::Context) {
+        metrics::dequeued(ActorKind::OrderRegistry);
+        self.import_acknowledged(ctx);
     }
 }
 
@@ -210,8 +275,18 @@ impl Handler<Sweep> for OrderRegistry {
         // Live actors' own work comes back too (oldest first) and is skipped: look past it.
         let batch = self.deps.settings.engine.sweep_batch.max(1) + self.orders.len();
         let limit = i64::try_from(batch).unwrap_or(i64::MAX);
+        let import_limit = self.import_limit();
         Box::pin(
             async move {
+                // What is still only in the journal (a crash before its import, a full
+                // mailbox) joins webhook_events first, to be found below with the rest.
+                while events::import_acknowledged(&db, import_limit).await?.more {}
+                // The journal keeps imported rows a week (for duplicates), then lets go.
+                let pruned =
+                    events::prune_journal(&db, events::JOURNAL_RETENTION, import_limit).await?;
+                if pruned > 0 {
+                    tracing::info!(pruned, "old imported events pruned from the journal");
+                }
                 let events = events::unfinished(&db, limit).await?;
                 let pipelines = orders::unfinished_pipelines(&db, limit).await?;
                 Ok::<_, EngineError>((events, pipelines))

@@ -4,8 +4,13 @@
 //! commit ends, everything that arrived meanwhile goes out in the next single transaction.
 //! At low load a batch is one event (no added latency); under load the cost of a commit is
 //! shared by every request waiting on it. Each caller gets its answer only after the
-//! transaction holding its event has committed. Accepted events are then handed to the
-//! OrderRegistry with `try_send`: if its mailbox is full, the recovery sweep finds them.
+//! transaction holding its event has committed.
+//!
+//! On SQLite the events are committed to the acknowledgement journal, a file whose lock
+//! nothing else takes (`facture_core::db::ack_journal`); the OrderRegistry is then asked to
+//! import them into the main file. On PostgreSQL they go to `webhook_events`, and each
+//! accepted event is handed to the OrderRegistry. Both with `try_send`: if its mailbox is
+//! full, the recovery sweep finds the events.
 
 use std::time::Instant;
 
@@ -16,7 +21,7 @@ use facture_core::stripe::{self, SignatureError, StripeEvent};
 use tokio::sync::oneshot;
 
 use crate::error::EngineError;
-use crate::messages::{AppendEvent, ProcessEvent};
+use crate::messages::{AppendEvent, ImportAcknowledged, ProcessEvent};
 use crate::metrics::{self, ActorKind};
 use crate::order_registry::OrderRegistry;
 
@@ -159,24 +164,24 @@ impl WebhookReceiver {
     ) {
         match result {
             Ok(outcomes) => {
+                let journaled = self.db.ack_journal().is_some();
+                let mut inserted = false;
                 for ((event, waiter, received), outcome) in batch.into_iter().zip(outcomes) {
                     if let Appended::Inserted(id) = &outcome {
-                        let key = event.session_id.clone().unwrap_or_else(|| id.clone());
-                        metrics::enqueued(ActorKind::OrderRegistry);
-                        if self
-                            .registry
-                            .try_send(ProcessEvent {
+                        inserted = true;
+                        if !journaled {
+                            let key = event.session_id.clone().unwrap_or_else(|| id.clone());
+                            self.hand_to_registry(ProcessEvent {
                                 event_id: id.clone(),
                                 key,
-                            })
-                            .is_err()
-                        {
-                            metrics::dequeued(ActorKind::OrderRegistry);
-                            tracing::warn!(event = %event.stripe_event_id, "order registry busy: the sweep will route this event");
+                            });
                         }
                     }
                     metrics::append_latency(received.elapsed());
                     let _ = waiter.send(Ok(outcome));
+                }
+                if journaled && inserted {
+                    self.hand_to_registry(ImportAcknowledged);
                 }
             }
             Err(e) => {
@@ -186,6 +191,22 @@ impl WebhookReceiver {
                     let _ = waiter.send(Err(EngineError::Unavailable(message.clone())));
                 }
             }
+        }
+    }
+}
+
+impl WebhookReceiver {
+    /// Queues `msg` for the OrderRegistry without waiting. A full mailbox drops it: the
+    /// events are committed, and the next import or sweep finds them.
+    fn hand_to_registry<M>(&self, msg: M)
+    where
+        M: Message<Result = ()> + Send + std::fmt::Debug + 'static,
+        OrderRegistry: Handler<M>,
+    {
+        metrics::enqueued(ActorKind::OrderRegistry);
+        if let Err(e) = self.registry.try_send(msg) {
+            metrics::dequeued(ActorKind::OrderRegistry);
+            tracing::warn!(message = ?e.into_inner(), "order registry busy: the sweep will route the events");
         }
     }
 }

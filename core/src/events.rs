@@ -57,58 +57,223 @@ macro_rules! new_event_row {
     }};
 }
 
-/// Inside a write transaction: inserts each event unless its Stripe id is stored already.
-/// `$($aw)?` is `await` for an async connection and nothing for a blocking one. Evaluates to
-/// `Result<Vec<Appended>, DbError>`.
-macro_rules! append_rows {
-    ($conn:ident, $events:expr $(, $aw:ident)?) => {{
-        let received_at = now();
-        let mut out = Vec::with_capacity($events.len());
-        for e in $events.iter() {
+/// Appends a batch of events in ONE durable transaction (group commit): the cost of the
+/// commit is shared by every request waiting on it. On SQLite the events go to the
+/// acknowledgement journal ([`crate::db::ack_journal`]), in one trip to the connection's
+/// thread ([`Db::sqlite_durable_tx`]), and reach `webhook_events` with
+/// [`import_acknowledged`]. On PostgreSQL they go to `webhook_events` directly.
+pub async fn append_batch(db: &Db, events: &[NewEvent]) -> Result<Vec<Appended>, DbError> {
+    if db.is_sqlite() {
+        let events = events.to_vec();
+        return db
+            .sqlite_durable_tx(move |conn| journal::append(conn, &events))
+            .await;
+    }
+    // PostgreSQL: every commit is durable (synchronous_commit).
+    let received_at = now();
+    with_write_tx!(db, acks, |conn| {
+        let mut out = Vec::with_capacity(events.len());
+        for e in events {
             let id = new_id();
             let inserted = diesel::insert_into(webhook_events::table)
                 .values(new_event_row!(e, &id, received_at))
                 .on_conflict(webhook_events::stripe_event_id)
                 .do_nothing()
-                .execute($conn)
-                $(.$aw)??;
+                .execute(conn)
+                .await?;
             out.push(if inserted == 1 {
                 Appended::Inserted(id)
             } else {
                 Appended::Duplicate
             });
         }
-        Ok::<_, DbError>(out)
-    }};
+        Ok(out)
+    })
 }
 
-/// Appends a batch of events in ONE durable transaction (group commit): the cost of the
-/// commit is shared by every request waiting on it. On SQLite the whole transaction is one
-/// trip to a blocking thread ([`Db::sqlite_durable_tx`]): the write lock is held for the
-/// inserts only, not for a thread handoff per statement.
-pub async fn append_batch(db: &Db, events: &[NewEvent]) -> Result<Vec<Appended>, DbError> {
-    if db.is_sqlite() {
-        let events = events.to_vec();
-        return db
-            .sqlite_durable_tx(move |conn| blocking::append(conn, &events))
-            .await;
-    }
-    // PostgreSQL: every commit is durable (synchronous_commit).
-    with_write_tx!(db, acks, |conn| append_rows!(conn, events, await))
-}
-
-/// The statements of [`append_batch`] for a blocking SQLite connection (diesel's own
-/// `RunQueryDsl`, kept apart from diesel-async's).
-mod blocking {
+/// The journal's statements, on a blocking SQLite connection (diesel's own `RunQueryDsl`,
+/// kept apart from diesel-async's).
+mod journal {
     use diesel::prelude::*;
 
-    use super::{new_id, now, status, webhook_events, Appended, DbError, NewEvent};
+    use super::{new_id, now, Appended, DbError, NewEvent};
+    use crate::db::ack_journal::acknowledged_events as journal;
 
+    /// Deletes the oldest rows up to `imported` received before `cutoff`, `limit` at most.
+    pub(super) fn prune(
+        conn: &mut SqliteConnection,
+        imported: i64,
+        cutoff: chrono::NaiveDateTime,
+        limit: i64,
+    ) -> Result<usize, DbError> {
+        let oldest: Vec<i64> = journal::table
+            .filter(journal::seq.le(imported))
+            .filter(journal::received_at.lt(cutoff))
+            .order(journal::seq.asc())
+            .limit(limit)
+            .select(journal::seq)
+            .load(conn)?;
+        Ok(diesel::delete(journal::table.filter(journal::seq.eq_any(oldest))).execute(conn)?)
+    }
+
+    /// Inserts each event unless its Stripe id is in the journal already.
     pub(super) fn append(
         conn: &mut SqliteConnection,
         events: &[NewEvent],
     ) -> Result<Vec<Appended>, DbError> {
-        append_rows!(conn, events)
+        let received_at = now();
+        let mut out = Vec::with_capacity(events.len());
+        for e in events {
+            let id = new_id();
+            let inserted = diesel::insert_into(journal::table)
+                .values((
+                    journal::id.eq(&id),
+                    journal::stripe_event_id.eq(&e.stripe_event_id),
+                    journal::event_type.eq(&e.event_type),
+                    journal::payload.eq(&e.payload),
+                    journal::session_id.eq(&e.session_id),
+                    journal::received_at.eq(received_at),
+                ))
+                .on_conflict(journal::stripe_event_id)
+                .do_nothing()
+                .execute(conn)?;
+            out.push(if inserted == 1 {
+                Appended::Inserted(id)
+            } else {
+                Appended::Duplicate
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// Acknowledged events copied by one [`import_acknowledged`].
+#[derive(Debug, Default)]
+pub struct Imported {
+    /// The events new to `webhook_events`: (row id, session id), to be processed.
+    pub events: Vec<(String, Option<String>)>,
+    /// The journal held more than one import takes: import again.
+    pub more: bool,
+}
+
+/// Copies the acknowledgement journal's new rows (at most `limit`) into `webhook_events`
+/// and advances the journal's watermark, in one transaction of the main file (SQLite; on
+/// PostgreSQL there is no journal and nothing to do). Safe to run any number of times, by
+/// any number of callers: the watermark is read inside the transaction, and a Stripe id
+/// already stored is skipped.
+pub async fn import_acknowledged(db: &Db, limit: i64) -> Result<Imported, DbError> {
+    use crate::db::schema::ack_imports;
+    let Some(journal) = db.ack_journal() else {
+        return Ok(Imported::default());
+    };
+    with_write_tx!(db, |conn| {
+        let from = ack_imports::table
+            .find(journal.id())
+            .select(ack_imports::seq)
+            .first::<i64>(conn)
+            .await
+            .optional()?
+            .unwrap_or(0);
+        let rows = journal.rows_after(from, limit).await?;
+        let Some(last) = rows.last().map(|r| r.seq) else {
+            return Ok(Imported::default());
+        };
+        let mut imported = Imported {
+            events: Vec::new(),
+            more: i64::try_from(rows.len()).unwrap_or(i64::MAX) >= limit,
+        };
+        for row in &rows {
+            let event = NewEvent {
+                stripe_event_id: row.stripe_event_id.clone(),
+                event_type: row.event_type.clone(),
+                payload: row.payload.clone(),
+                session_id: row.session_id.clone(),
+            };
+            let inserted = diesel::insert_into(webhook_events::table)
+                .values(new_event_row!(&event, &row.id, row.received_at))
+                .on_conflict(webhook_events::stripe_event_id)
+                .do_nothing()
+                .execute(conn)
+                .await?;
+            if inserted == 1 {
+                imported
+                    .events
+                    .push((row.id.clone(), row.session_id.clone()));
+            }
+        }
+        diesel::insert_into(ack_imports::table)
+            .values((
+                ack_imports::journal_id.eq(journal.id()),
+                ack_imports::seq.eq(last),
+            ))
+            .on_conflict(ack_imports::journal_id)
+            .do_update()
+            .set(ack_imports::seq.eq(last))
+            .execute(conn)
+            .await?;
+        Ok(imported)
+    })
+}
+
+/// How long imported rows stay in the acknowledgement journal, where a redelivery is
+/// recognised as a duplicate: Stripe retries an event for up to three days.
+pub const JOURNAL_RETENTION: chrono::Duration = chrono::Duration::days(7);
+
+/// Deletes from the acknowledgement journal at most `limit` rows that are imported (their
+/// import committed) and older than `older_than`; returns how many (SQLite; 0 on PostgreSQL).
+pub async fn prune_journal(
+    db: &Db,
+    older_than: chrono::Duration,
+    limit: i64,
+) -> Result<usize, DbError> {
+    use crate::db::schema::ack_imports;
+    let Some(journal) = db.ack_journal() else {
+        return Ok(0);
+    };
+    // Read in a write transaction: it returns once committed, so the watermark read is one
+    // no failed batch can take back (a read on the pipeline's writer sees its open batch).
+    let imported = with_write_tx!(db, |conn| {
+        Ok::<_, DbError>(
+            ack_imports::table
+                .find(journal.id())
+                .select(ack_imports::seq)
+                .first::<i64>(conn)
+                .await
+                .optional()?,
+        )
+    })?;
+    let Some(imported) = imported else {
+        return Ok(0);
+    };
+    let cutoff = now() - older_than;
+    db.sqlite_durable_tx(move |conn| journal::prune(conn, imported, cutoff, limit))
+        .await
+}
+
+/// How many acknowledged events wait in the journal for their import (SQLite; 0 on
+/// PostgreSQL): the first part of the backlog, before `webhook_events`' unfinished ones.
+pub async fn count_unimported(db: &Db) -> Result<i64, DbError> {
+    use crate::db::schema::ack_imports;
+    let Some(journal) = db.ack_journal() else {
+        return Ok(0);
+    };
+    let imported = with_conn!(db, |conn| {
+        ack_imports::table
+            .find(journal.id())
+            .select(ack_imports::seq)
+            .first::<i64>(conn)
+            .await
+            .optional()
+    })?;
+    journal.count_after(imported.unwrap_or(0)).await
+}
+
+/// How many events have been acknowledged (committed before their 200): the journal's on
+/// SQLite, `webhook_events`' on PostgreSQL.
+pub async fn count_acknowledged(db: &Db) -> Result<i64, DbError> {
+    match db.ack_journal() {
+        Some(journal) => journal.count().await,
+        None => count_all(db).await,
     }
 }
 

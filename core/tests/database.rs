@@ -245,10 +245,29 @@ async fn every_table_round_trips() -> Result<(), DbError> {
     let Appended::Inserted(id) = &appended[0] else {
         panic!("inserted")
     };
+    // SQLite acknowledges into its journal first (a no-op on PostgreSQL).
+    events::import_acknowledged(&db, 10).await.unwrap();
     let e = events::get(&db, id).await.unwrap().unwrap();
     assert_eq!(e.stripe_event_id, "evt_round_trip");
     assert_eq!(e.session_id.as_deref(), Some("cs_x"));
     assert_eq!(e.status, "received");
+
+    let watermark = ("journal-round-trip".to_owned(), 42_i64);
+    let back: (String, i64) = with_conn!(db, write, |conn| {
+        diesel::insert_into(schema::ack_imports::table)
+            .values((
+                schema::ack_imports::journal_id.eq(&watermark.0),
+                schema::ack_imports::seq.eq(watermark.1),
+            ))
+            .execute(conn)
+            .await?;
+        schema::ack_imports::table
+            .find(&watermark.0)
+            .first(conn)
+            .await
+    })
+    .unwrap();
+    assert_eq!(back, watermark);
     Ok(())
 }
 
@@ -299,7 +318,7 @@ async fn unique_constraints_hold() -> Result<(), DbError> {
         events::append_batch(&db, &[e]).await.unwrap(),
         vec![Appended::Duplicate]
     );
-    assert_eq!(events::count_all(&db).await.unwrap(), 1);
+    assert_eq!(events::count_acknowledged(&db).await.unwrap(), 1);
     Ok(())
 }
 
@@ -333,7 +352,116 @@ async fn an_acknowledgement_commits_while_every_shared_connection_is_held() {
     .expect("appended");
     assert!(matches!(appended[..], [Appended::Inserted(_)]));
     drop(held);
-    assert_eq!(events::count_all(&db).await.unwrap(), 1);
+    assert_eq!(events::count_acknowledged(&db).await.unwrap(), 1);
+}
+
+fn new_event(stripe_id: &str) -> NewEvent {
+    NewEvent {
+        stripe_event_id: stripe_id.into(),
+        event_type: "checkout.session.completed".into(),
+        payload: format!(r#"{{"id":"{stripe_id}"}}"#),
+        session_id: Some(format!("cs_{stripe_id}")),
+    }
+}
+
+fn inserted_id(appended: &Appended) -> String {
+    match appended {
+        Appended::Inserted(id) => id.clone(),
+        Appended::Duplicate => panic!("expected a new event"),
+    }
+}
+
+/// SQLite: acknowledged events wait in the journal until imported into `webhook_events`,
+/// under the id the acknowledgement gave them, once each, however often the import runs.
+#[tokio::test]
+async fn acknowledged_events_are_imported_once_in_order_and_in_slices() {
+    let test_db = TestDb::new();
+    let db = test_db.connect().await;
+    if !db.is_sqlite() {
+        // PostgreSQL acknowledges into webhook_events directly: nothing to import.
+        events::append_batch(&db, &[new_event("evt_pg")])
+            .await
+            .unwrap();
+        let imported = events::import_acknowledged(&db, 10).await.unwrap();
+        assert!(imported.events.is_empty() && !imported.more);
+        assert_eq!(events::count_all(&db).await.unwrap(), 1);
+        return;
+    }
+    let appended = events::append_batch(
+        &db,
+        &[new_event("evt_1"), new_event("evt_2"), new_event("evt_3")],
+    )
+    .await
+    .unwrap();
+    let ids: Vec<String> = appended.iter().map(inserted_id).collect();
+    assert_eq!(events::count_all(&db).await.unwrap(), 0, "not imported yet");
+    assert_eq!(events::count_acknowledged(&db).await.unwrap(), 3);
+
+    let first = events::import_acknowledged(&db, 2).await.unwrap();
+    assert!(first.more, "a full slice: more may wait");
+    let second = events::import_acknowledged(&db, 2).await.unwrap();
+    assert!(!second.more);
+    let imported: Vec<(String, Option<String>)> =
+        first.events.into_iter().chain(second.events).collect();
+    assert_eq!(
+        imported,
+        ids.iter()
+            .zip(["cs_evt_1", "cs_evt_2", "cs_evt_3"])
+            .map(|(id, s)| (id.clone(), Some(s.to_owned())))
+            .collect::<Vec<_>>()
+    );
+    let again = events::import_acknowledged(&db, 2).await.unwrap();
+    assert!(again.events.is_empty() && !again.more, "{again:?}");
+    assert_eq!(events::count_all(&db).await.unwrap(), 3);
+    let row = events::get(&db, &ids[0]).await.unwrap().expect("imported");
+    assert_eq!(
+        (row.stripe_event_id.as_str(), row.status.as_str()),
+        ("evt_1", events::status::RECEIVED)
+    );
+    assert_eq!(row.payload, r#"{"id":"evt_1"}"#);
+}
+
+/// SQLite: a journal deleted and made again (a new identity) is imported from its first
+/// row, and an event `webhook_events` holds already is not stored nor processed twice.
+#[tokio::test]
+async fn a_new_journal_is_imported_from_its_start_and_known_events_are_skipped() {
+    let test_db = TestDb::new();
+    let db = test_db.connect().await;
+    let Some(journal) = db.ack_journal() else {
+        return; // PostgreSQL has no journal.
+    };
+    let journal_path = journal.path().to_owned();
+    events::append_batch(&db, &[new_event("evt_a"), new_event("evt_b")])
+        .await
+        .unwrap();
+    assert_eq!(
+        events::import_acknowledged(&db, 10)
+            .await
+            .unwrap()
+            .events
+            .len(),
+        2
+    );
+    drop(db);
+    for suffix in ["", "-wal", "-shm"] {
+        let mut p = journal_path.clone().into_os_string();
+        p.push(suffix);
+        let _ = std::fs::remove_file(p);
+    }
+
+    let db = test_db.connect().await;
+    // Stripe redelivers evt_b (the new journal does not know it), then a new event comes.
+    let appended = events::append_batch(&db, &[new_event("evt_b"), new_event("evt_c")])
+        .await
+        .unwrap();
+    let new_id = inserted_id(&appended[1]);
+    let imported = events::import_acknowledged(&db, 10).await.unwrap();
+    assert_eq!(
+        imported.events,
+        vec![(new_id, Some("cs_evt_c".to_owned()))],
+        "evt_b was stored already: only evt_c is new"
+    );
+    assert_eq!(events::count_all(&db).await.unwrap(), 3);
 }
 
 #[tokio::test]
@@ -442,4 +570,74 @@ async fn a_failed_insert_leaves_no_gap() -> Result<(), DbError> {
         "the failed attempt did not consume a number"
     );
     Ok(())
+}
+
+/// SQLite: the journal lets go of rows once imported and old enough, never of a row not yet
+/// imported, and numbers the rows after them past the watermark still.
+#[tokio::test]
+async fn the_journal_prunes_only_imported_rows_and_keeps_numbering_past_them() {
+    let test_db = TestDb::new();
+    let db = test_db.connect().await;
+    if !db.is_sqlite() {
+        assert_eq!(
+            events::prune_journal(&db, chrono::Duration::zero(), 10)
+                .await
+                .unwrap(),
+            0
+        );
+        return;
+    }
+    events::append_batch(&db, &[new_event("evt_old_1"), new_event("evt_old_2")])
+        .await
+        .unwrap();
+    assert_eq!(
+        events::prune_journal(&db, chrono::Duration::zero(), 10)
+            .await
+            .unwrap(),
+        0,
+        "nothing imported yet: nothing to prune"
+    );
+    events::import_acknowledged(&db, 10).await.unwrap();
+    let waiting = events::append_batch(&db, &[new_event("evt_waiting")])
+        .await
+        .unwrap();
+    assert_eq!(
+        events::prune_journal(&db, events::JOURNAL_RETENTION, 10)
+            .await
+            .unwrap(),
+        0,
+        "imported rows are kept for the retention period"
+    );
+    assert_eq!(
+        events::prune_journal(&db, chrono::Duration::zero(), 10)
+            .await
+            .unwrap(),
+        2,
+        "the two imported rows go"
+    );
+    assert_eq!(events::count_acknowledged(&db).await.unwrap(), 1);
+    assert_eq!(events::count_unimported(&db).await.unwrap(), 1);
+
+    // Every row is imported and pruned: a new one is still numbered past the watermark.
+    events::import_acknowledged(&db, 10).await.unwrap();
+    events::prune_journal(&db, chrono::Duration::zero(), 10)
+        .await
+        .unwrap();
+    assert_eq!(events::count_acknowledged(&db).await.unwrap(), 0);
+    let after = events::append_batch(&db, &[new_event("evt_after_prune")])
+        .await
+        .unwrap();
+    let imported = events::import_acknowledged(&db, 10).await.unwrap();
+    assert_eq!(
+        imported.events,
+        vec![(
+            inserted_id(&after[0]),
+            Some("cs_evt_after_prune".to_owned())
+        )]
+    );
+    assert!(events::get(&db, &inserted_id(&waiting[0]))
+        .await
+        .unwrap()
+        .is_some());
+    assert_eq!(events::count_all(&db).await.unwrap(), 4);
 }

@@ -424,8 +424,9 @@ fn split_pg_url(url: &str) -> (String, String, String) {
     (format!("{scheme}://{userinfo}"), host, format!("/{path}"))
 }
 
-/// SQLite's outage: another connection holds the write lock (`BEGIN EXCLUSIVE`) until
-/// released, so no write (acknowledgements included) gets through.
+/// SQLite's outage: another connection holds a file's write lock (`BEGIN EXCLUSIVE`) until
+/// released, so no write to it gets through. The outage locks both the main file and the
+/// acknowledgement journal.
 struct SqliteLock {
     release: std::sync::mpsc::Sender<()>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -478,25 +479,28 @@ impl Drop for SqliteLock {
 
 enum Outage {
     Postgres(PgProxy),
-    Sqlite(std::path::PathBuf, Option<SqliteLock>),
+    /// The main file, and the locks held on it and its journal during the outage.
+    Sqlite(std::path::PathBuf, Vec<SqliteLock>),
 }
 
 impl Outage {
     async fn begin(&mut self) {
         match self {
             Outage::Postgres(proxy) => proxy.cut(),
-            Outage::Sqlite(path, lock) => *lock = Some(SqliteLock::hold(path.clone()).await),
+            Outage::Sqlite(path, locks) => {
+                let journal = facture_core::db::ack_journal::path_for(path);
+                *locks = vec![
+                    SqliteLock::hold(journal).await,
+                    SqliteLock::hold(path.clone()).await,
+                ];
+            }
         }
     }
 
     fn end(&mut self) {
         match self {
             Outage::Postgres(proxy) => proxy.restore(),
-            Outage::Sqlite(_, lock) => {
-                if let Some(mut l) = lock.take() {
-                    l.release();
-                }
-            }
+            Outage::Sqlite(_, locks) => locks.iter_mut().for_each(SqliteLock::release),
         }
     }
 }
@@ -536,7 +540,7 @@ async fn database_unreachable_for_a_while_webhook_answers_503_and_nothing_acknow
             (Outage::Postgres(proxy), proxied)
         }
         facture_core::config::DatabaseUrl::Sqlite(path) => (
-            Outage::Sqlite(path.clone(), None),
+            Outage::Sqlite(path.clone(), Vec::new()),
             rig.test_db.url().to_owned(),
         ),
     };
@@ -634,7 +638,7 @@ async fn database_unreachable_for_a_while_webhook_answers_503_and_nothing_acknow
         engine(&rig.test_db),
         match outage {
             Outage::Postgres(_) => "a TCP proxy cutting every connection",
-            Outage::Sqlite(..) => "SQLite's write lock held (BEGIN EXCLUSIVE)",
+            Outage::Sqlite(..) => "SQLite's write locks held (BEGIN EXCLUSIVE, on the file and on its acknowledgement journal)",
         },
         down_for.as_secs_f64(),
         acked_before.len(),

@@ -333,6 +333,47 @@ async fn a_crash_between_render_and_mail_is_finished_after_restart_exactly_once(
 }
 
 #[actix_web::test]
+async fn a_payment_acknowledged_just_before_a_crash_is_invoiced_after_restart() {
+    let smtp = SmtpSink::start().await;
+    let app = spawn_app_with(with_smtp(&smtp)).await;
+    let order = customer_order(&app, "journal@example.fr", 6_600).await;
+    let (test_db, dir) = app.stop().await;
+
+    // What the receiver commits before its 200, with the process gone before anything
+    // else happened: on SQLite the event is only in the acknowledgement journal.
+    let id = evt();
+    let body = completed(&id, &session_of(&order), 6_600);
+    let db = test_db.connect().await;
+    let appended = events::append_batch(
+        &db,
+        &[events::NewEvent {
+            stripe_event_id: id,
+            event_type: "checkout.session.completed".into(),
+            payload: String::from_utf8(body).unwrap(),
+            session_id: Some(session_of(&order)),
+        }],
+    )
+    .await
+    .unwrap();
+    assert!(matches!(appended[..], [events::Appended::Inserted(_)]));
+    drop(db);
+
+    let app = spawn_app_on(test_db, dir, with_smtp(&smtp)).await;
+    let invoice = invoiced(&app, &order.id).await;
+    assert!(invoice.pdf_sha256.is_some());
+    let mails = smtp.wait_for(2, WAIT).await;
+    assert_eq!(
+        mails
+            .iter()
+            .filter(|m| m.recipients == ["journal@example.fr"])
+            .count(),
+        1,
+        "one customer mail"
+    );
+    assert_eq!(events::count_all(&app.db).await.unwrap(), 1);
+}
+
+#[actix_web::test]
 async fn admins_see_a_payment_while_their_mail_is_refused_and_get_the_mail_once_when_it_recovers() {
     let smtp = SmtpSink::start().await;
     let app = spawn_app_with(|f| with_smtp(&smtp)(f).merge(("engine.halt_before", "notify"))).await;

@@ -148,15 +148,18 @@ where
     }
 }
 
-/// Waits until exactly `n` stored webhook events have `status`, or fails the test after
-/// `timeout`.
+/// Waits until every acknowledged event is in webhook_events (SQLite imports them from its
+/// journal) and exactly `n` of them have `status`, or fails the test after `timeout`.
 pub async fn until_events_with_status(db: &Db, status: &str, n: i64, timeout: Duration) {
     let what = format!("{n} webhook event(s) {status}");
     eventually(&what, timeout, || async {
+        let unimported = facture_core::events::count_unimported(db)
+            .await
+            .expect("journal counted");
         let count = facture_core::events::count_by_status(db, status)
             .await
             .expect("events counted");
-        (count == n).then_some(())
+        (unimported == 0 && count == n).then_some(())
     })
     .await;
 }

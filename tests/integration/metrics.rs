@@ -332,9 +332,9 @@ async fn metrics_expose_every_family_and_counters_move_when_a_payment_flows() {
     )
     .collect();
     if app.db.is_sqlite() {
-        // The acknowledgement's wait for the write turn and for its WAL sync, apart from
-        // the pipeline's (SQLite only: PostgreSQL has neither).
-        for what in ["ack_write_turn", "wal_sync"] {
+        // The acknowledgement's wait for its journal connection and for the journal's WAL
+        // sync, apart from the pipeline's waits (SQLite only: PostgreSQL has neither).
+        for what in ["acks", "wal_sync"] {
             moved.push(("facture_db_wait_seconds_count", vec![("for", what)], 2.0));
         }
         // The pipeline's writes are committed in batches (one per step at least here).

@@ -303,12 +303,14 @@ pub async fn make_orders(db: &Db, n: usize, tag: &str) -> Vec<Order> {
     made
 }
 
-/// Events not yet processed plus pipelines not `done` (dead-lettered ones included).
+/// Events not yet processed (imported or not) plus pipelines not `done` (dead-lettered
+/// ones included).
 pub async fn unfinished(db: &Db) -> i64 {
     orders::count_unfinished_pipelines(db).await.unwrap()
         + events::count_by_status(db, events::status::RECEIVED)
             .await
             .unwrap()
+        + events::count_unimported(db).await.unwrap()
 }
 
 /// Polls `check` every 100 ms until it returns Some; fails after `timeout`, naming `what`

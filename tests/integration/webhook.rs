@@ -7,8 +7,9 @@ use facture_core::stripe::sign;
 use crate::helpers::{spawn_app, spawn_app_with, TestApp, SECRETS};
 use crate::stripe::{completed, evt, now, session, signed};
 
+/// Events committed by acknowledgements: in SQLite's journal, or PostgreSQL's webhook_events.
 async fn stored_events(app: &TestApp) -> i64 {
-    events::count_all(&app.db).await.unwrap()
+    events::count_acknowledged(&app.db).await.unwrap()
 }
 
 async fn assert_refused(
@@ -161,10 +162,23 @@ async fn unknown_event_types_and_fields_are_stored_and_ignored() {
     .await;
 }
 
-/// Runs one statement on the app's database from outside the server (a plain thread:
+/// Where acknowledgements are committed: SQLite's journal file, or PostgreSQL's
+/// webhook_events table.
+fn acknowledgements_table(app: &TestApp) -> (facture_core::config::DatabaseUrl, &'static str) {
+    use facture_core::config::DatabaseUrl;
+    match app.test_db.database_url() {
+        DatabaseUrl::Sqlite(path) => (
+            DatabaseUrl::Sqlite(facture_core::db::ack_journal::path_for(path)),
+            "acknowledged_events",
+        ),
+        postgres => (postgres.clone(), "webhook_events"),
+    }
+}
+
+/// Runs one statement on the database at `url` from outside the server (a plain thread:
 /// the PostgreSQL wrapper drives its own runtime).
-fn run_sql(app: &TestApp, sql: &'static str) {
-    let url = app.test_db.database_url().clone();
+fn run_sql(url: &facture_core::config::DatabaseUrl, sql: String) {
+    let url = url.clone();
     std::thread::spawn(move || {
         use diesel::connection::SimpleConnection;
         use diesel::Connection;
@@ -174,14 +188,14 @@ fn run_sql(app: &TestApp, sql: &'static str) {
                 let mut conn =
                     diesel::sqlite::SqliteConnection::establish(&path.to_string_lossy()).unwrap();
                 conn.batch_execute("PRAGMA busy_timeout = 30000").unwrap();
-                conn.batch_execute(sql).unwrap();
+                conn.batch_execute(&sql).unwrap();
             }
             facture_core::config::DatabaseUrl::Postgres(url) => {
                 diesel_async::async_connection_wrapper::AsyncConnectionWrapper::<
                     diesel_async::AsyncPgConnection,
                 >::establish(&url)
                 .unwrap()
-                .batch_execute(sql)
+                .batch_execute(&sql)
                 .unwrap();
             }
         }
@@ -190,23 +204,30 @@ fn run_sql(app: &TestApp, sql: &'static str) {
     .unwrap();
 }
 
-/// The `received_at` of the event with this Stripe id: the receiver gives every event of
-/// one batch (one transaction) the same.
-async fn received_at(
-    db: &facture_core::db::Db,
-    stripe_id: &str,
-) -> Result<chrono::NaiveDateTime, facture_core::db::DbError> {
+/// The `received_at` of the event with this Stripe id, once it is in webhook_events: the
+/// receiver gives every event of one batch (one transaction) the same.
+async fn received_at(db: &facture_core::db::Db, stripe_id: &str) -> chrono::NaiveDateTime {
     use diesel::prelude::*;
     use diesel_async::RunQueryDsl;
     use facture_core::db::schema::webhook_events;
-    let at: chrono::NaiveDateTime = facture_core::with_conn!(db, |conn| {
-        webhook_events::table
-            .filter(webhook_events::stripe_event_id.eq(stripe_id))
-            .select(webhook_events::received_at)
-            .first(conn)
-            .await
-    })?;
-    Ok(at)
+    crate::helpers::eventually(
+        "the event in webhook_events",
+        std::time::Duration::from_secs(10),
+        || async {
+            let read = async {
+                let at: chrono::NaiveDateTime = facture_core::with_conn!(db, |conn| {
+                    webhook_events::table
+                        .filter(webhook_events::stripe_event_id.eq(stripe_id))
+                        .select(webhook_events::received_at)
+                        .first(conn)
+                        .await
+                })?;
+                Ok::<_, facture_core::db::DbError>(at)
+            };
+            read.await.ok()
+        },
+    )
+    .await
 }
 
 #[actix_web::test]
@@ -242,9 +263,9 @@ async fn an_answer_leaves_at_its_commit_and_events_arriving_meanwhile_share_the_
     );
     // The two events that arrived during that commit went out together in the next one.
     let (at_a, at_b, at_c) = (
-        received_at(&app.db, &a).await.unwrap(),
-        received_at(&app.db, &b).await.unwrap(),
-        received_at(&app.db, &c).await.unwrap(),
+        received_at(&app.db, &a).await,
+        received_at(&app.db, &b).await,
+        received_at(&app.db, &c).await,
     );
     assert_eq!(
         at_b, at_c,
@@ -256,20 +277,15 @@ async fn an_answer_leaves_at_its_commit_and_events_arriving_meanwhile_share_the_
 #[actix_web::test]
 async fn when_the_event_cannot_be_committed_stripe_gets_503_never_2xx() {
     let app = spawn_app().await;
-    run_sql(
-        &app,
-        "ALTER TABLE webhook_events RENAME TO webhook_events_away",
-    );
+    let (url, table) = acknowledgements_table(&app);
+    run_sql(&url, format!("ALTER TABLE {table} RENAME TO {table}_away"));
     let body = completed(&evt(), &session(), 1000);
     let (status, json) = app.deliver(body.clone()).await;
     assert_eq!(status, 503, "{json}");
     assert_eq!(json["error"], "unavailable");
 
     // The database is back: Stripe's retry of the same event is accepted and stored.
-    run_sql(
-        &app,
-        "ALTER TABLE webhook_events_away RENAME TO webhook_events",
-    );
+    run_sql(&url, format!("ALTER TABLE {table}_away RENAME TO {table}"));
     let (status, json) = app.deliver(body).await;
     assert_eq!(
         (status, json["received"].as_bool()),
@@ -277,6 +293,14 @@ async fn when_the_event_cannot_be_committed_stripe_gets_503_never_2xx() {
         "{json}"
     );
     assert_eq!(stored_events(&app).await, 1);
+    // It reaches webhook_events and is handled (no order has its session: an orphan).
+    crate::helpers::until_events_with_status(
+        &app.db,
+        events::status::ORPHAN,
+        1,
+        std::time::Duration::from_secs(30),
+    )
+    .await;
 }
 
 #[actix_web::test]

@@ -8,6 +8,7 @@
 //! they queue instead of failing with SQLITE_BUSY; reads use a separate pool (WAL lets them
 //! run beside the writer). PostgreSQL uses one pool and row locks.
 
+pub mod ack_journal;
 pub mod blocking;
 pub mod models;
 pub mod prepared;
@@ -104,18 +105,18 @@ impl DbError {
 pub enum Db {
     Sqlite {
         writer: Pool<SqliteConn>,
-        /// A second writer reserved for webhook acknowledgements, so an acknowledgement
-        /// waits for at most the pipeline transaction in progress (SQLite's lock, with the
-        /// busy timeout) instead of the whole queue of pipeline writes. Its commits are made
-        /// durable by [`Db::sqlite_durable_tx`], after the lock is released.
+        /// The writer of the acknowledgement journal ([`ack_journal`]), a file of its own, so
+        /// that an acknowledgement never waits for SQLite's write lock on the main file. Its
+        /// commits are made durable by [`Db::sqlite_durable_tx`], after its lock is released.
         acks: Pool<SqliteConn>,
+        /// The acknowledgement journal: its file, identity and reader (for the importer).
+        journal: Arc<ack_journal::AckJournal>,
         readers: Pool<SqliteConn>,
         path: PathBuf,
         /// Checkpoints the WAL on a thread of its own while any clone of this `Db` lives.
         checkpointer: Arc<Checkpointer>,
-        /// Whose turn it is to write, between this process's two writer connections. FIFO:
-        /// an acknowledgement waits for at most the pipeline transaction in progress, where
-        /// polling SQLite's lock let a busy pipeline win it again and again.
+        /// Whose turn it is to write the main file, among this process's writes. FIFO, where
+        /// polling SQLite's lock let one writer win it again and again.
         turn: Arc<tokio::sync::Mutex<()>>,
         /// How long a writer waits for SQLite's write lock (`database.busy_timeout_ms`).
         patience: Duration,
@@ -304,15 +305,16 @@ impl Db {
     /// IMMEDIATE takes SQLite's write lock now, so the transaction never fails later on a
     /// lock upgrade.
     ///
-    /// The two writers of this process first take their FIFO write turn ([`Db::write_turn`]).
-    /// When another process holds the lock (the CLI, a second server), the BEGIN fails at
-    /// once; the turn is given back (so this process's other writer can try too) and taken
-    /// again a millisecond later, for up to `database.busy_timeout_ms`. The wait for the turn
-    /// is recorded as `facture_db_wait_seconds{for=<turn_wait>}`.
+    /// A write to the main file first takes this process's FIFO write turn
+    /// ([`Db::write_turn`]), its wait recorded as `facture_db_wait_seconds{for=<turn_wait>}`;
+    /// the journal's writer (`turn_wait` `None`) is alone in its file and takes none. When
+    /// another process holds the lock (the CLI, a second server), the BEGIN fails at once;
+    /// the turn is given back (so this process's other writes can try too) and taken again a
+    /// millisecond later, for up to `database.busy_timeout_ms`.
     async fn sqlite_immediate<R, F>(
         &self,
         conn: &mut SqliteConn,
-        turn_wait: &'static str,
+        turn_wait: Option<&'static str>,
         then: F,
     ) -> Result<R, DbError>
     where
@@ -323,9 +325,15 @@ impl Db {
         let patience = self.lock_patience();
         let deadline = std::time::Instant::now() + patience;
         loop {
-            let asked = std::time::Instant::now();
-            let turn = self.write_turn().await;
-            waited(turn_wait, asked);
+            let turn = match turn_wait {
+                Some(what) => {
+                    let asked = std::time::Instant::now();
+                    let turn = self.write_turn().await;
+                    waited(what, asked);
+                    turn
+                }
+                None => None,
+            };
             let then = then.clone();
             let began = conn
                 .spawn_blocking(move |c| {
@@ -418,10 +426,12 @@ impl Db {
             std::fs::create_dir_all(parent)
                 .map_err(|e| DbError::Connect(format!("{}: {e}", parent.display())))?;
         }
-        // Create the file and switch it to WAL once, before any pool opens it.
+        // Create the files and switch them to WAL once, before any pool opens them.
         open_sqlite_sync(path, busy_ms)?;
-        let url = path.to_string_lossy().into_owned();
-        let build = |size: usize, busy_ms: u64, autocheckpoint: u32| {
+        let journal_path = ack_journal::path_for(path);
+        let journal_id = ack_journal::prepare(&mut open_sqlite_sync(&journal_path, busy_ms)?)?;
+        let build = |path: &Path, size: usize, busy_ms: u64, autocheckpoint: u32| {
+            let url = path.to_string_lossy().into_owned();
             let mut config = ManagerConfig::<SqliteConn>::default();
             // A SQLite connection is a file handle, not a socket that can drop: checking it out
             // needs no `SELECT 1` first (that was 11 of a payment's 55 statements, each on the
@@ -440,8 +450,7 @@ impl Db {
                 }
                 .boxed()
             });
-            let manager =
-                AsyncDieselConnectionManager::<SqliteConn>::new_with_config(url.clone(), config);
+            let manager = AsyncDieselConnectionManager::<SqliteConn>::new_with_config(url, config);
             Pool::builder(manager)
                 .max_size(size)
                 .wait_timeout(Some(Duration::from_secs(30)))
@@ -452,12 +461,17 @@ impl Db {
         // Writers wait for the lock asynchronously (Db::sqlite_immediate), never in SQLite:
         // their busy timeout is 0.
         Ok(Db::Sqlite {
-            writer: build(1, 0, 1000)?,
-            acks: build(1, 0, 0)?,
-            readers: build(pool_size.max(1), busy_ms, 0)?,
+            writer: build(path, 1, 0, 1000)?,
+            acks: build(&journal_path, 1, 0, 0)?,
+            journal: Arc::new(ack_journal::AckJournal {
+                reader: build(&journal_path, 1, busy_ms, 0)?,
+                path: journal_path.clone(),
+                id: journal_id,
+            }),
+            readers: build(path, pool_size.max(1), busy_ms, 0)?,
             path: path.to_owned(),
             patience: Duration::from_millis(busy_ms),
-            checkpointer: Checkpointer::start(path, busy_ms)?,
+            checkpointer: Checkpointer::start(&[path, &journal_path], busy_ms)?,
             turn: Arc::default(),
             reads_on_writer: false,
             batches: Arc::default(),
@@ -475,6 +489,7 @@ impl Db {
             Db::Sqlite {
                 writer,
                 acks,
+                journal,
                 path,
                 patience,
                 checkpointer,
@@ -484,6 +499,7 @@ impl Db {
             } => Db::Sqlite {
                 writer: writer.clone(),
                 acks: acks.clone(),
+                journal: journal.clone(),
                 readers: writer.clone(),
                 path: path.clone(),
                 patience: *patience,
@@ -513,41 +529,28 @@ impl Db {
         }
     }
 
-    /// Runs `body` in one durable write transaction on SQLite's acknowledgement connection
-    /// (durable against power loss too): in the write turn, `BEGIN IMMEDIATE`, the body, its
-    /// `COMMIT`, the end of the turn and the WAL sync (see [`sync_wal`]) run in a single call
-    /// on a blocking thread. The body runs
-    /// again only if the BEGIN was refused (another process writing), never after it began.
+    /// Runs `body` in one durable write transaction on the acknowledgement journal
+    /// ([`ack_journal`]; durable against power loss too): `BEGIN IMMEDIATE`, the body, its
+    /// `COMMIT` and the journal's WAL sync (see [`sync_wal`]) run in a single call on the
+    /// connection's thread. The body runs again only if the BEGIN was refused (another
+    /// process writing the journal), never after it began.
     pub async fn sqlite_durable_tx<T, F>(&self, body: F) -> Result<T, DbError>
     where
         T: Send + 'static,
         F: Fn(&mut SqliteConnection) -> Result<T, DbError> + Send + Sync + 'static,
     {
-        let Db::Sqlite { path, .. } = self else {
+        let Db::Sqlite { journal, .. } = self else {
             return Err(DbError::Pool("not a SQLite database".into()));
         };
-        let path = path.clone();
+        let path = journal.path.clone();
         let Conn::Sqlite(mut c) = self.acks().await? else {
             return Err(DbError::Pool("not a SQLite connection".into()));
         };
-        // Counted while it waits, so that the writer's open batch commits at once
-        // (write_batch.rs, `is_full`).
-        let waiting = self
-            .write_batches()
-            .ok()
-            .map(write_batch::AckWaiting::start);
-        let waited_for_turn = waiting.clone();
-        // Recorded apart from the pipeline's wait: an acknowledgement waits for the turn
-        // behind at most one pipeline write, and that wait is its latency's risk.
-        self.sqlite_immediate(&mut c, "ack_write_turn", move |conn, turn| {
-            if let Some(w) = &waited_for_turn {
-                w.over();
-            }
+        self.sqlite_immediate(&mut c, None, move |conn, _no_turn| {
             let began = std::time::Instant::now();
             let result = body(conn);
             let ended = conn.batch_execute(if result.is_ok() { "COMMIT" } else { "ROLLBACK" });
-            // The lock is released: the other writers go on while the disk flushes.
-            drop(turn);
+            // The lock is released: the next batch may begin while the disk flushes.
             held_write_lock("acks", began);
             ended.map_err(DbError::from).and(result).and_then(|value| {
                 let synced = std::time::Instant::now();
@@ -561,6 +564,14 @@ impl Db {
 
     pub fn is_sqlite(&self) -> bool {
         matches!(self, Db::Sqlite { .. })
+    }
+
+    /// The acknowledgement journal, on SQLite ([`ack_journal`]); `None` on PostgreSQL.
+    pub fn ack_journal(&self) -> Option<&ack_journal::AckJournal> {
+        match self {
+            Db::Sqlite { journal, .. } => Some(journal),
+            Db::Postgres { .. } => None,
+        }
     }
 
     /// A connection for reads.
@@ -587,9 +598,9 @@ impl Db {
         .map_err(|e| DbError::Pool(e.to_string()))
     }
 
-    /// The connection reserved for webhook acknowledgements, on either engine. On SQLite
-    /// the receiver writes with it through [`Db::sqlite_durable_tx`], which also syncs the
-    /// WAL; a plain [`with_write_tx!`] on it would not.
+    /// The connection reserved for webhook acknowledgements, on either engine. On SQLite it
+    /// is the journal's ([`ack_journal`]), written through [`Db::sqlite_durable_tx`], which
+    /// also syncs the WAL; a plain [`with_write_tx!`] on it would not.
     pub async fn acks(&self) -> Result<Conn, DbError> {
         let _waited = Waited("acks", std::time::Instant::now());
         match self {
@@ -677,8 +688,12 @@ impl Checkpointer {
     /// How often the WAL is copied back into the database file.
     const EVERY: Duration = Duration::from_millis(100);
 
-    fn start(path: &Path, busy_ms: u64) -> Result<Arc<Checkpointer>, DbError> {
-        let mut conn = open_sqlite_sync(path, busy_ms)?;
+    /// Checkpoints each database file in `paths` (the main file and the journal).
+    fn start(paths: &[&Path], busy_ms: u64) -> Result<Arc<Checkpointer>, DbError> {
+        let mut conns = paths
+            .iter()
+            .map(|path| open_sqlite_sync(path, busy_ms))
+            .collect::<Result<Vec<_>, _>>()?;
         let (running, stopped) = std::sync::mpsc::channel::<()>();
         std::thread::Builder::new()
             .name("sqlite-checkpoint".into())
@@ -686,8 +701,10 @@ impl Checkpointer {
                 while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
                     stopped.recv_timeout(Self::EVERY)
                 {
-                    if let Err(e) = conn.batch_execute("PRAGMA wal_checkpoint(PASSIVE)") {
-                        tracing::debug!(error = %e, "WAL checkpoint skipped");
+                    for conn in &mut conns {
+                        if let Err(e) = conn.batch_execute("PRAGMA wal_checkpoint(PASSIVE)") {
+                            tracing::debug!(error = %e, "WAL checkpoint skipped");
+                        }
                     }
                 }
             })
@@ -808,14 +825,15 @@ mod tests {
         Db::connect(&url, 2, 5_000).await.unwrap()
     }
 
-    /// What a fresh connection of another process would see on disk.
+    /// What a fresh connection of another process would see in the acknowledgement journal.
     fn stored_event_ids(dir: &tempfile::TempDir) -> Vec<String> {
+        use ack_journal::acknowledged_events as journal;
         use diesel::prelude::*;
-        let mut conn =
-            SqliteConnection::establish(&dir.path().join("facture.db").to_string_lossy()).unwrap();
-        schema::webhook_events::table
-            .select(schema::webhook_events::stripe_event_id)
-            .order(schema::webhook_events::stripe_event_id)
+        let path = ack_journal::path_for(&dir.path().join("facture.db"));
+        let mut conn = SqliteConnection::establish(&path.to_string_lossy()).unwrap();
+        journal::table
+            .select(journal::stripe_event_id)
+            .order(journal::stripe_event_id)
             .load(&mut conn)
             .unwrap()
     }
@@ -829,8 +847,8 @@ mod tests {
             .unwrap();
         assert_eq!(appended.len(), 2);
         assert_eq!(stored_event_ids(&dir), ["evt_a", "evt_b"]);
-        // The file the acknowledgement syncs is the WAL (WAL mode), not the database file.
-        assert!(dir.path().join("facture.db-wal").exists());
+        // The file the acknowledgement syncs is the journal's WAL (WAL mode).
+        assert!(dir.path().join("facture.db.acks-wal").exists());
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -839,16 +857,15 @@ mod tests {
         let db = sqlite_db(&dir).await;
         let failed = db
             .sqlite_durable_tx(|conn| {
+                use ack_journal::acknowledged_events as journal;
                 use diesel::prelude::*;
-                diesel::insert_into(schema::webhook_events::table)
+                diesel::insert_into(journal::table)
                     .values((
-                        schema::webhook_events::id.eq("row-1"),
-                        schema::webhook_events::stripe_event_id.eq("evt_rolled_back"),
-                        schema::webhook_events::event_type.eq("x"),
-                        schema::webhook_events::payload.eq("{}"),
-                        schema::webhook_events::received_at.eq(now()),
-                        schema::webhook_events::status.eq("received"),
-                        schema::webhook_events::attempts.eq(0),
+                        journal::id.eq("row-1"),
+                        journal::stripe_event_id.eq("evt_rolled_back"),
+                        journal::event_type.eq("x"),
+                        journal::payload.eq("{}"),
+                        journal::received_at.eq(now()),
                     ))
                     .execute(conn)?;
                 Err::<(), _>(DbError::Corrupt("the body gave up".into()))

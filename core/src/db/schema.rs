@@ -172,6 +172,13 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    ack_imports (journal_id) {
+        journal_id -> Text,
+        seq -> BigInt,
+    }
+}
+
 diesel::joinable!(commandes -> users (user_id));
 diesel::joinable!(invoices -> commandes (commande_id));
 diesel::joinable!(order_steps -> commandes (commande_id));
@@ -187,4 +194,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     order_steps,
     notifications,
     email_deliveries,
+    ack_imports,
 );

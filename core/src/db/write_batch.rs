@@ -20,8 +20,8 @@
 //!   holds exactly as with a transaction of its own. If the commit fails, every write of
 //!   the batch fails with a transient error and is retried by its caller: nothing of it
 //!   was kept.
-//! - A batch holds the write turn, which webhook acknowledgements wait for, so it is kept
-//!   short: the write that brings it to `database.write_batch_max` members, or that ends
+//! - A batch holds the write turn, which every other write of the main file waits for (the
+//!   admin API's, the import of acknowledged events), so it is kept short: the write that brings it to `database.write_batch_max` members, or that ends
 //!   after `database.write_batch_max_ms`, commits it at once.
 //!
 //! The transaction and its savepoints are opened with plain SQL, not diesel's transaction
@@ -69,8 +69,6 @@ pub struct WriteBatches {
     commits: AtomicU64,
     max_members: AtomicUsize,
     max_age_us: AtomicU64,
-    /// Webhook acknowledgements waiting for the write turn now ([`AckWaiting`]).
-    acks_waiting: AtomicUsize,
 }
 
 struct OpenBatch {
@@ -143,7 +141,6 @@ impl Default for WriteBatches {
             commits: AtomicU64::new(0),
             max_members: AtomicUsize::new(DEFAULT_MAX_MEMBERS),
             max_age_us: AtomicU64::new(micros(DEFAULT_MAX_AGE)),
-            acks_waiting: AtomicUsize::new(0),
         }
     }
 }
@@ -154,11 +151,8 @@ impl WriteBatches {
     }
 
     /// Whether the write ending now commits `batch` rather than leave it to its committer.
-    /// An acknowledgement waiting for the turn ends it too: it would otherwise wait for every
-    /// write queued behind this one, where the pipeline loses only a little sharing.
     fn is_full(&self, batch: &OpenBatch) -> bool {
         batch.poisoned
-            || self.acks_waiting.load(Ordering::Relaxed) > 0
             || batch.members >= self.max_members()
             || micros(batch.opened.elapsed()) >= self.max_age_us.load(Ordering::Relaxed)
     }
@@ -277,7 +271,7 @@ impl Db {
         conn: ObjectId,
     ) -> Result<Place, DbError> {
         let turn = self
-            .sqlite_immediate(c, "write_turn", |c, turn| {
+            .sqlite_immediate(c, Some("write_turn"), |c, turn| {
                 match c.batch_execute(SAVEPOINT) {
                     Ok(()) => Ok(turn),
                     Err(e) => {
@@ -410,35 +404,6 @@ impl Db {
         };
         batches.poison(id);
         self.commit_batch(c, id).await;
-    }
-}
-
-/// A webhook acknowledgement counted as waiting for the write turn, from before it asks for
-/// the turn until [`AckWaiting::over`] (called once it holds it) or its drop.
-pub(super) struct AckWaiting {
-    batches: Arc<WriteBatches>,
-    counted: std::sync::atomic::AtomicBool,
-}
-
-impl AckWaiting {
-    pub(super) fn start(batches: &Arc<WriteBatches>) -> Arc<Self> {
-        batches.acks_waiting.fetch_add(1, Ordering::Relaxed);
-        Arc::new(AckWaiting {
-            batches: batches.clone(),
-            counted: std::sync::atomic::AtomicBool::new(true),
-        })
-    }
-
-    pub(super) fn over(&self) {
-        if self.counted.swap(false, Ordering::Relaxed) {
-            self.batches.acks_waiting.fetch_sub(1, Ordering::Relaxed);
-        }
-    }
-}
-
-impl Drop for AckWaiting {
-    fn drop(&mut self) {
-        self.over();
     }
 }
 
