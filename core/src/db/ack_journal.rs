@@ -28,7 +28,7 @@ use diesel::connection::SimpleConnection;
 use diesel::sqlite::SqliteConnection;
 use diesel::{ExpressionMethods, QueryDsl, Queryable, Selectable, SelectableHelper};
 
-use diesel_async::pooled_connection::deadpool::Pool;
+use diesel_async::pooled_connection::deadpool::{Object, Pool};
 
 use super::{DbError, SqliteConn};
 
@@ -122,14 +122,17 @@ impl AckJournal {
         &self.path
     }
 
+    async fn reader(&self) -> Result<Object<SqliteConn>, DbError> {
+        self.reader
+            .get()
+            .await
+            .map_err(|e| DbError::Pool(e.to_string()))
+    }
+
     /// The rows committed after `seq`, oldest first, at most `limit` of them.
     pub async fn rows_after(&self, seq: i64, limit: i64) -> Result<Vec<JournalRow>, DbError> {
         use diesel_async::RunQueryDsl;
-        let mut conn = self
-            .reader
-            .get()
-            .await
-            .map_err(|e| DbError::Pool(e.to_string()))?;
+        let mut conn = self.reader().await?;
         Ok(acknowledged_events::table
             .filter(acknowledged_events::seq.gt(seq))
             .order(acknowledged_events::seq.asc())
@@ -147,11 +150,7 @@ impl AckJournal {
     /// How many events the journal holds after `seq`.
     pub async fn count_after(&self, seq: i64) -> Result<i64, DbError> {
         use diesel_async::RunQueryDsl;
-        let mut conn = self
-            .reader
-            .get()
-            .await
-            .map_err(|e| DbError::Pool(e.to_string()))?;
+        let mut conn = self.reader().await?;
         Ok(acknowledged_events::table
             .filter(acknowledged_events::seq.gt(seq))
             .count()
