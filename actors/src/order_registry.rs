@@ -82,11 +82,14 @@ impl OrderRegistry {
         self.import_again = false;
         let db = self.deps.db.clone();
         let limit = self.import_limit();
+        let started = std::time::Instant::now();
         ctx.spawn(
             async move { events::import_acknowledged(&db, limit).await }
                 .into_actor(self)
-                .map(|result, act, ctx| {
+                .map(move |result, act, ctx| {
                     act.importing = false;
+                    // An import, from its start to its commit, is what the registry handles.
+                    metrics::handled(ActorKind::OrderRegistry, started.elapsed(), result.is_ok());
                     match result {
                         Ok(imported) => {
                             for (event_id, session) in imported.events {

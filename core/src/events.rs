@@ -209,6 +209,7 @@ pub async fn import_acknowledged(db: &Db, limit: i64) -> Result<Imported, DbErro
             .on_conflict(ack_imports::journal_id)
             .do_update()
             .set(ack_imports::seq.eq(last))
+            .keep_prepared()
             .execute(conn)
             .await?;
         Ok(imported)
