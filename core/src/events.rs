@@ -156,6 +156,22 @@ pub struct Imported {
     pub more: bool,
 }
 
+/// The last journal row copied into `webhook_events` (0 before the first copy), read on
+/// `$conn`: the journal's watermark in `ack_imports`. Evaluates to
+/// `Result<i64, diesel::result::Error>`.
+macro_rules! imported_up_to {
+    ($conn:ident, $journal:expr) => {{
+        use $crate::db::schema::ack_imports;
+        ack_imports::table
+            .find($journal.id())
+            .select(ack_imports::seq)
+            .first::<i64>($conn)
+            .await
+            .optional()
+            .map(|seq| seq.unwrap_or(0))
+    }};
+}
+
 /// Copies the acknowledgement journal's new rows (at most `limit`) into `webhook_events`
 /// and advances the journal's watermark, in one transaction of the main file (SQLite; on
 /// PostgreSQL there is no journal and nothing to do). Safe to run any number of times, by
@@ -167,13 +183,7 @@ pub async fn import_acknowledged(db: &Db, limit: i64) -> Result<Imported, DbErro
         return Ok(Imported::default());
     };
     with_write_tx!(db, |conn| {
-        let from = ack_imports::table
-            .find(journal.id())
-            .select(ack_imports::seq)
-            .first::<i64>(conn)
-            .await
-            .optional()?
-            .unwrap_or(0);
+        let from = imported_up_to!(conn, journal)?;
         let rows = journal.rows_after(from, limit).await?;
         let Some(last) = rows.last().map(|r| r.seq) else {
             return Ok(Imported::default());
@@ -182,12 +192,12 @@ pub async fn import_acknowledged(db: &Db, limit: i64) -> Result<Imported, DbErro
             events: Vec::new(),
             more: i64::try_from(rows.len()).unwrap_or(i64::MAX) >= limit,
         };
-        for row in &rows {
+        for row in rows {
             let event = NewEvent {
-                stripe_event_id: row.stripe_event_id.clone(),
-                event_type: row.event_type.clone(),
-                payload: row.payload.clone(),
-                session_id: row.session_id.clone(),
+                stripe_event_id: row.stripe_event_id,
+                event_type: row.event_type,
+                payload: row.payload,
+                session_id: row.session_id,
             };
             let inserted = diesel::insert_into(webhook_events::table)
                 .values(new_event_row!(&event, &row.id, row.received_at))
@@ -196,9 +206,7 @@ pub async fn import_acknowledged(db: &Db, limit: i64) -> Result<Imported, DbErro
                 .execute(conn)
                 .await?;
             if inserted == 1 {
-                imported
-                    .events
-                    .push((row.id.clone(), row.session_id.clone()));
+                imported.events.push((row.id, event.session_id));
             }
         }
         diesel::insert_into(ack_imports::table)
@@ -227,25 +235,15 @@ pub async fn prune_journal(
     older_than: chrono::Duration,
     limit: i64,
 ) -> Result<usize, DbError> {
-    use crate::db::schema::ack_imports;
     let Some(journal) = db.ack_journal() else {
         return Ok(0);
     };
     // Read in a write transaction: it returns once committed, so the watermark read is one
     // no failed batch can take back (a read on the pipeline's writer sees its open batch).
-    let imported = with_write_tx!(db, |conn| {
-        Ok::<_, DbError>(
-            ack_imports::table
-                .find(journal.id())
-                .select(ack_imports::seq)
-                .first::<i64>(conn)
-                .await
-                .optional()?,
-        )
-    })?;
-    let Some(imported) = imported else {
+    let imported = with_write_tx!(db, |conn| Ok::<_, DbError>(imported_up_to!(conn, journal)?))?;
+    if imported == 0 {
         return Ok(0);
-    };
+    }
     let cutoff = now() - older_than;
     db.sqlite_durable_tx(move |conn| journal::prune(conn, imported, cutoff, limit))
         .await
@@ -254,19 +252,11 @@ pub async fn prune_journal(
 /// How many acknowledged events wait in the journal for their import (SQLite; 0 on
 /// PostgreSQL): the first part of the backlog, before `webhook_events`' unfinished ones.
 pub async fn count_unimported(db: &Db) -> Result<i64, DbError> {
-    use crate::db::schema::ack_imports;
     let Some(journal) = db.ack_journal() else {
         return Ok(0);
     };
-    let imported = with_conn!(db, |conn| {
-        ack_imports::table
-            .find(journal.id())
-            .select(ack_imports::seq)
-            .first::<i64>(conn)
-            .await
-            .optional()
-    })?;
-    journal.count_after(imported.unwrap_or(0)).await
+    let imported = with_conn!(db, |conn| imported_up_to!(conn, journal))?;
+    journal.count_after(imported).await
 }
 
 /// How many events have been acknowledged (committed before their 200): the journal's on
